@@ -1,0 +1,47 @@
+# tradeloop — `make demo` runs the main job on embedded defaults, `make test` runs the tests.
+# Every target bootstraps .venv from the pinned requirements when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+DEMO_HOME ?= .tradeloop/demo
+TL := $(VENV)/bin/tradeloop --home $(DEMO_HOME)
+BT_DATA = $(shell $(PY) -c 'import backtesting, pathlib; print(pathlib.Path(backtesting.__file__).parent / "test")')
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(TL) data import $(BT_DATA)/GOOG.csv --symbol GOOG
+	$(TL) data import $(BT_DATA)/EURUSD.csv --symbol EURUSD
+	$(TL) data resample --to 4h --from 1h
+	$(TL) data list
+	$(TL) features build
+	$(TL) features verify
+
+bench: $(STAMP)
+	$(PY) bench/features.py
+
+clean:
+	rm -rf $(VENV) .tradeloop .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Long-running processes (predictor, monitor); filled by the serving and monitoring issues."""

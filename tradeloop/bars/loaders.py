@@ -1,0 +1,229 @@
+"""Read bar files in the layouts people actually have, into one raw canonical frame.
+
+Accepted: CSV (any delimiter, banner lines above the header, headerless Binance kline exports)
+and Parquet (a timestamp index or column). Column names in any casing; the timestamp may be an
+unnamed index column, epoch seconds/ms/µs/ns or ISO strings with or without ``+00:00``; extra
+columns (``Adj Close``, ``Name``, ``ticker``) are ignored or used for the symbol.
+
+The loader never drops a row: unparsable values become NaN/NaT and validation quarantines them
+with a reason. A file that cannot be read as bars at all raises :class:`UnusableFile`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tradeloop.bars.schema import TIMEFRAMES, VALUE_COLUMNS
+from tradeloop.errors import UnusableFile
+
+__all__ = ["RawBars", "load_bars", "names_from_filename"]
+
+_TS_ALIASES = (
+    "ts",
+    "timestamp",
+    "open_time",
+    "opentime",
+    "open time",
+    "datetime",
+    "date_time",
+    "date",
+    "time",
+    "unnamed: 0",
+    "index",
+    "",
+)
+_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "open": ("open", "o", "open_price", "opening_price"),
+    "high": ("high", "h", "high_price"),
+    "low": ("low", "l", "low_price"),
+    "close": ("close", "c", "close_price", "closing_price", "last"),
+    "volume": ("volume", "vol", "v", "base_volume", "volume_base", "tick_volume", "tickvol"),
+}
+_SYMBOL_ALIASES = ("symbol", "ticker", "name", "pair", "instrument")
+_TIMEFRAME_ALIASES = ("timeframe", "interval", "tf")
+_BINANCE_KLINE = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_base",
+    "taker_quote",
+    "ignore",
+)
+# SYMBOL_TF, SYMBOL-TF-2024-01 (Binance public data), SYMBOL_TF_20230301_20230321 ...
+_FILENAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9][A-Za-z0-9.^]*)[_-](?P<tf>\d+[a-zA-Z])(?:[_-].*)?$")
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawBars:
+    """Bars as read, before validation: ``row`` is the 1-based data row in the source file."""
+
+    source: str
+    frame: pd.DataFrame  # row, ts, symbol (or None), timeframe (or None), open..volume
+
+
+def names_from_filename(path: Path) -> tuple[str | None, str | None]:
+    """``(symbol, timeframe)`` from a ``SYMBOL_TIMEFRAME.ext`` file name; None where absent."""
+    match = _FILENAME_RE.match(path.stem)
+    if not match:
+        return None, None
+    tf = match["tf"].lower()
+    return match["symbol"].upper(), tf if tf in TIMEFRAMES else None
+
+
+def load_bars(path: str | Path) -> RawBars:
+    """Read ``path`` (CSV or Parquet, decided by content) into a raw canonical frame."""
+    path = Path(path)
+    source = str(path)
+    try:
+        head = path.read_bytes()[:_SNIFF_BYTES]
+    except OSError as exc:
+        raise UnusableFile(source, f"unreadable: {exc.strerror or exc}") from exc
+    if not head.strip():
+        raise UnusableFile(source, "empty file: no bars")
+    if head.startswith(b"PAR1"):
+        table = _read_parquet(path)
+    elif b"\x00" in head:
+        raise UnusableFile(source, "unreadable: binary data that is neither CSV nor Parquet")
+    else:
+        table = _read_csv(path)
+    if table.empty:
+        raise UnusableFile(source, "empty file: header but no bars")
+    return RawBars(source, _canonicalise(table, source))
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise UnusableFile(str(path), f"unreadable Parquet: {exc}") from exc
+    if isinstance(table.index, pd.DatetimeIndex) or table.index.name:
+        table = table.reset_index()
+    return table
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise UnusableFile(str(path), "unreadable: not UTF-8 text") from exc
+    lines = text.splitlines()
+    delimiter = _sniff_delimiter("\n".join(lines[:50]))
+    header_at = _find_header(lines[:200], delimiter)
+    try:
+        if header_at is None:
+            if not _looks_like_kline(lines, delimiter):
+                raise UnusableFile(str(path), "no OHLCV columns: no header names open/high/low/close")
+            table = pd.read_csv(io.StringIO(text), sep=delimiter, header=None)
+            table.columns = list(_BINANCE_KLINE[: table.shape[1]]) + [
+                f"extra_{i}" for i in range(max(0, table.shape[1] - len(_BINANCE_KLINE)))
+            ]
+            return table
+        return pd.read_csv(io.StringIO(text), sep=delimiter, skiprows=header_at, skipinitialspace=True)
+    except UnusableFile:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise UnusableFile(str(path), f"unreadable CSV: {exc}") from exc
+
+
+def _sniff_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _find_header(lines: list[str], delimiter: str) -> int | None:
+    """Index of the first line naming at least open, high, low and close (banners skipped)."""
+    wanted = {name: set(aliases) for name, aliases in _COLUMN_ALIASES.items() if name != "volume"}
+    for i, line in enumerate(lines):
+        cells = {_norm(c) for c in line.split(delimiter)}
+        if all(cells & aliases for aliases in wanted.values()):
+            return i
+    return None
+
+
+def _looks_like_kline(lines: list[str], delimiter: str) -> bool:
+    """True for a headerless Binance kline export: numeric rows led by an epoch in ms."""
+    first = next((ln for ln in lines if ln.strip()), "")
+    cells = first.split(delimiter)
+    if len(cells) < 6:
+        return False
+    try:
+        values = [float(c) for c in cells[:6]]
+    except ValueError:
+        return False
+    return values[0] > 1e11
+
+
+def _norm(name: object) -> str:
+    return str(name).strip().strip('"').strip().lower().replace("-", "_")
+
+
+def _canonicalise(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    columns = {_norm(c): c for c in table.columns}
+    picked: dict[str, object] = {}
+    for name, aliases in _COLUMN_ALIASES.items():
+        found = next((columns[a] for a in aliases if a in columns), None)
+        if found is None and name == "volume":
+            raise UnusableFile(source, "no OHLCV columns: no volume column")
+        if found is None:
+            raise UnusableFile(source, f"no OHLCV columns: no {name} column")
+        picked[name] = found
+    ts_col = next((columns[a] for a in _TS_ALIASES if a in columns), None)
+    if ts_col is None:
+        raise UnusableFile(source, "no timestamp column (looked for ts, timestamp, date, time…)")
+    out = pd.DataFrame({"row": np.arange(1, len(table) + 1, dtype=np.int64)})
+    out["ts"] = _parse_timestamps(table[ts_col], source)
+    sym_col = next((columns[a] for a in _SYMBOL_ALIASES if a in columns), None)
+    out["symbol"] = table[sym_col].astype("string").str.strip().str.upper().values if sym_col else None
+    tf_col = next((columns[a] for a in _TIMEFRAME_ALIASES if a in columns), None)
+    out["timeframe"] = table[tf_col].astype("string").str.strip().values if tf_col else None
+    for name in VALUE_COLUMNS:
+        out[name] = pd.to_numeric(table[picked[name]], errors="coerce").astype("float64").values
+    if out[list(VALUE_COLUMNS)].isna().all(axis=None):
+        raise UnusableFile(source, "no OHLCV columns: no numeric open/high/low/close/volume values")
+    return out
+
+
+def _parse_timestamps(values: pd.Series, source: str) -> pd.Series:
+    """UTC timestamps from epoch numbers (s/ms/µs/ns by magnitude) or date strings."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    elif pd.api.types.is_numeric_dtype(values):
+        parsed = _parse_epoch(values.astype("float64"), source)
+    else:
+        text = values.astype("string").str.strip()
+        numeric = pd.to_numeric(text, errors="coerce")
+        if numeric.notna().mean() > 0.9:
+            parsed = _parse_epoch(numeric.astype("float64"), source)
+        else:
+            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            if parsed.notna().mean() < 0.5:
+                parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    present = values.notna()
+    if present.any() and parsed[present].notna().mean() < 0.5:
+        sample = str(values[present].iloc[0])
+        raise UnusableFile(source, f"unknown timestamp format (first value {sample!r})")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").reset_index(drop=True)
+
+
+def _parse_epoch(values: pd.Series, source: str) -> pd.Series:
+    magnitude = float(np.nanmedian(np.abs(values.to_numpy()))) if values.notna().any() else 0.0
+    for unit, low in (("ns", 1e17), ("us", 1e14), ("ms", 1e11), ("s", 1e8)):
+        if magnitude >= low:
+            return pd.to_datetime(values, unit=unit, utc=True, errors="coerce")
+    raise UnusableFile(source, f"unknown timestamp format (number {magnitude:g} is not an epoch)")

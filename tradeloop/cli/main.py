@@ -1,0 +1,38 @@
+"""The ``tradeloop`` command: global options, and the sub-commands of each stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tradeloop.cli import data, features
+from tradeloop.cli.output import Output
+from tradeloop.config import Settings
+
+app = typer.Typer(
+    name="tradeloop",
+    help="Market-prediction models: data, features, training, serving and monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="TRADELOOP_HOME", help="State directory [default: ./.tradeloop]."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+) -> None:
+    ctx.obj = Output(settings=Settings.load(home), json=json_output)
+
+
+if __name__ == "__main__":
+    app()

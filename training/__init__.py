@@ -1,0 +1,1 @@
+"""Ray Train jobs (datasets, CNN, XGBoost, evaluation, promotion gate); filled by the training issue."""
