@@ -42,6 +42,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/features.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) .tradeloop .pytest_cache .ruff_cache

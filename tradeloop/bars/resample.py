@@ -2,7 +2,8 @@
 
 A 24/7 (crypto) period is complete when every one of its source bars is present. Markets with
 closures (equity, FX) cannot be held to a fixed count, so there a period is complete once a
-later source bar exists: the period has ended and nothing more can arrive for it.
+later source bar exists (the period has ended and nothing more can arrive for it) and, for the
+first period, when the data starts at its beginning.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def resample_bars(bars: pd.DataFrame, source: Timeframe, target: Timeframe, asse
         complete = out["count"] == target.delta // source.delta
     else:
         complete = out.index < period.iloc[-1]
+        # Data that starts mid-period cannot say what came before: the first period is partial.
+        complete &= ~((out.index == period.iloc[0]) & (bars["ts"].iloc[0] != period.iloc[0]))
     out = out.loc[complete].drop(columns="count").rename_axis("ts").reset_index()
     out.insert(1, "symbol", bars["symbol"].iloc[0])
     out.insert(2, "timeframe", target.name)

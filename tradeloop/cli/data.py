@@ -31,7 +31,7 @@ def _report_table(reports: list[SeriesReport], title: str):
         quarantined = ", ".join(f"{k}={v}" for k, v in r.quarantined.items()) or "-"
         rows.append(
             (
-                f"{Path(r.source).name} → {r.symbol}:{r.timeframe}",
+                f"{r.symbol}:{r.timeframe}",
                 r.rows_read,
                 r.stored,
                 r.already_stored,
@@ -43,14 +43,14 @@ def _report_table(reports: list[SeriesReport], title: str):
             )
         )
     columns = (
-        "file",
+        "series",
         "read",
         "stored",
-        "already",
-        "dups removed",
+        "known",
+        "dups",
         "quarantined",
         "gaps",
-        "longest gap",
+        "max gap",
         "zero vol",
     )
     return table(title, columns, rows)

@@ -68,4 +68,6 @@ def replay(bars: pd.DataFrame, warmup: int = spec.WARMUP) -> Parity:
     diff = relative_difference(batch, stream)
     row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
     worst = float(diff[row, col])
+    if worst == 0.0:
+        return Parity(len(batch), 0.0, None, None)
     return Parity(len(batch), worst, names[col], bars["ts"].iloc[warmup + row].isoformat())
