@@ -105,3 +105,14 @@ def test_unnamed_index_column_and_adj_close_are_understood() -> None:
     assert set(aapl["symbol"]) == {"AAPL"}
     raw = pd.read_csv(market_file("AAPL_1d.csv"))
     assert (aapl["close"].to_numpy() == raw["Close"].to_numpy()).all(), "Close, not Adj Close"
+
+
+def test_a_file_with_several_symbols_yields_one_series_each(settings, tmp_path) -> None:
+    both = pd.concat([pd.read_csv(market_file("AAPL_1d.csv")), pd.read_csv(market_file("MSFT_1d.csv"))])
+    path = tmp_path / "sp500_sample.csv"
+    both.to_csv(path, index=False)
+    reports = import_file(path, settings)
+    assert [(r.symbol, r.timeframe, r.stored) for r in reports] == [
+        ("AAPL", "1d", 1260),
+        ("MSFT", "1d", 1260),
+    ]

@@ -114,10 +114,11 @@ def import_file(
     reports = []
     for sym, tf, rows in plans:
         info = symbols.get(sym)
-        first_ts = rows["ts"].min()
-        prev_close = bars.last_close(sym, tf.name, first_ts) if pd.notna(first_ts) else None
+        existing = bars.read(sym, tf.name)
+        older = existing.loc[existing["ts"] < rows["ts"].min(), "close"]
+        prev_close = float(older.iloc[-1]) if len(older) else None  # the spike check's reference
         checked = validate_bars(rows, tf, spike_log=spike_log, prev_close=prev_close)
-        merge = bars.merge(checked.clean, sym, tf, dry_run=not store)
+        merge = bars.merge(checked.clean, sym, tf, existing=existing, dry_run=not store)
         conflicts = merge.conflicts.assign(reason=Reason.CONFLICTING_DUPLICATE.value)
         conflicts["detail"] = "restates a stored bar with different values"
         rejected = pd.concat([checked.rejected, conflicts], ignore_index=True)

@@ -90,9 +90,22 @@ class BarStore:
                 if len(ts):
                     yield SeriesInfo(symbol, timeframe, len(ts), ts.min(), ts.max())
 
-    def merge(self, clean: pd.DataFrame, symbol: str, tf: Timeframe, *, dry_run: bool = False) -> Merge:
-        """Append the bars of ``clean`` that are new; report identical and conflicting ones."""
-        existing = self.read(symbol, tf.name).set_index("ts")[list(VALUE_COLUMNS)]
+    def merge(
+        self,
+        clean: pd.DataFrame,
+        symbol: str,
+        tf: Timeframe,
+        *,
+        existing: pd.DataFrame | None = None,
+        dry_run: bool = False,
+    ) -> Merge:
+        """Append the bars of ``clean`` that are new; report identical and conflicting ones.
+
+        ``existing`` is the series as :meth:`read` returns it, for callers that already hold it.
+        """
+        if existing is None:
+            existing = self.read(symbol, tf.name)
+        existing = existing.set_index("ts")[list(VALUE_COLUMNS)]
         known = clean["ts"].isin(existing.index).to_numpy()
         new = clean.loc[~known].reset_index(drop=True)
         seen = clean.loc[known]
@@ -107,12 +120,6 @@ class BarStore:
         name = f"part-{first}-{last}-{uuid.uuid4().hex[:8]}.parquet"
         part = bars[_PART_COLUMNS].reset_index(drop=True)
         write_parquet_atomic(part, self.series_dir(symbol, timeframe) / name)
-
-    def last_close(self, symbol: str, timeframe: str, before: pd.Timestamp) -> float | None:
-        """Close of the last stored bar before ``before`` (the spike check's reference)."""
-        frame = self.read(symbol, timeframe)
-        older = frame.loc[frame["ts"] < before, "close"]
-        return float(older.iloc[-1]) if len(older) else None
 
 
 class QuarantineStore:

@@ -21,7 +21,7 @@ from rich.table import Table
 from tradeloop.config import Settings
 from tradeloop.errors import TradeloopError, exit_code
 
-__all__ = ["Output", "fail"]
+__all__ = ["Output", "fail_on_errors", "table"]
 
 T = TypeVar("T")
 
@@ -71,11 +71,6 @@ def fail_on_errors(out: Output) -> Iterator[None]:
     except TradeloopError as exc:
         out.error(str(exc))
         raise typer.Exit(exit_code(exc)) from exc
-
-
-def fail(out: Output, message: str, code: int) -> typer.Exit:
-    out.error(message)
-    return typer.Exit(code)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
