@@ -39,6 +39,11 @@ demo: $(STAMP)
 	$(TL) data list
 	$(TL) features build
 	$(TL) features verify
+	$(TL) features apply
+	$(TL) features materialize --incremental
+	$(TL) features get EURUSD 1h
+	$(TL) train --preset fast --timeframes 1h,4h --promote
+	$(TL) models list
 
 bench: $(STAMP)
 	$(PY) bench/features.py

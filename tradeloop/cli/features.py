@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+import sys
+from datetime import datetime
 from typing import Annotated
 
+import pandas as pd
 import typer
 
-from tradeloop.bars.schema import parse_series_id
+from tradeloop.bars.schema import Timeframe, parse_series_id, validate_symbol
 from tradeloop.bars.store import BarStore
 from tradeloop.cli.output import Output, fail_on_errors, table
-from tradeloop.errors import UnknownSeries
+from tradeloop.errors import InvalidInput, UnknownSeries
+from tradeloop.features import CHANNELS, WINDOW
 from tradeloop.features.offline import build_series
 from tradeloop.features.parity import TOLERANCE, replay
+from tradeloop.features.recent import sync_windows
 
 app = typer.Typer(help="Offline features and batch/streaming parity.", no_args_is_help=True)
 
@@ -88,3 +95,97 @@ def verify(
     if failed:
         out.error(f"parity above {TOLERANCE:g} for {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+# --- Feast feature store: apply, materialize, online reads (adapter: tradeloop.feature_store) ---
+
+
+def _utc(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError as exc:
+        raise InvalidInput(name, f"{value!r} is not a date/time") from exc
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+
+
+@app.command()
+def env(ctx: typer.Context) -> None:
+    """Print `export` lines so the `feast` CLI opens the same stores (eval "$(tradeloop features env)")."""
+    from tradeloop import feature_store  # imports Feast: only when a store command runs
+
+    out: Output = ctx.obj
+    values = feature_store.feast_environment(out.settings)
+    out.emit(values, lines=[f"export {k}={shlex.quote(v)}" for k, v in values.items()])
+
+
+@app.command()
+def apply(ctx: typer.Context) -> None:
+    """Register feature_repo/ (entity, sources, views, service) in the Feast registry."""
+    from tradeloop import feature_store  # imports Feast: only when a store command runs
+
+    out: Output = ctx.obj
+    with fail_on_errors(out):
+        names = feature_store.apply(out.settings)
+    out.emit({"applied": names}, lines=[f"applied {n}" for n in names])
+
+
+@app.command()
+def materialize(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option("--start", help="Start (ISO time, UTC).")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="End (ISO time, UTC) [default: now].")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="From the last materialization to --end.")
+    ] = False,
+) -> None:
+    """Load offline features (and recent windows) into the online store."""
+    from tradeloop import feature_store  # imports Feast: only when a store command runs
+
+    out: Output = ctx.obj
+    with fail_on_errors(out):
+        if incremental == (start is not None):
+            raise InvalidInput("start", "give either --start [--end] or --incremental")
+        windows = sync_windows(out.settings)
+        store = feature_store.open_store(out.settings)
+        begin, finish = _utc(start, "start"), _utc(end, "end")
+        with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress; stdout stays ours
+            feature_store.materialize(store, start=begin, end=finish)
+    data = {"start": start, "end": end, "incremental": incremental, "windows": windows}
+    out.emit(data, lines=[f"materialized {len(windows)} series into the online store"])
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
+    timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h.")],
+) -> None:
+    """Print the online features of one series and their age in seconds."""
+    from tradeloop import feature_store  # imports Feast: only when a store command runs
+
+    out: Output = ctx.obj
+    with fail_on_errors(out):
+        sid = f"{validate_symbol(symbol)}:{Timeframe.parse(timeframe).name}"
+        row = feature_store.read_online(feature_store.open_store(out.settings), [sid])[0]
+    window = row.window
+    data = {
+        "series": sid,
+        "as_of": row.event_ts,
+        "age_s": row.age_s(),
+        "window_as_of": row.window_ts,
+        "window_shape": [WINDOW, len(CHANNELS)] if window is not None else None,
+        "values": row.values,
+        "window": window.tolist() if window is not None else None,
+    }
+    age = f"{row.age_s():.0f}" if row.event_ts is not None else "n/a"
+    rows = [(k, "" if v is None else f"{v:.6g}") for k, v in row.values.items()]
+    out.emit(
+        data,
+        table=table(f"{sid} online features", ("feature", "value"), rows),
+        lines=[
+            f"as of {row.event_ts} (age {age} s)",
+            f"window: {WINDOW}×{len(CHANNELS)} float32, as of {row.window_ts}",
+        ],
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tradeloop.cli import data, features
+from tradeloop.cli import data, features, ingest, models, train
 from tradeloop.cli.output import Output
 from tradeloop.config import Settings
 
@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(models.app, name="models")
+app.command("train")(train.train)
+app.command(name="ingest")(ingest.ingest)
 
 
 @app.callback()

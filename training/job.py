@@ -1,0 +1,334 @@
+"""The training job: validate → CNN per market group → XGBoost per timeframe group → evaluate → bundle.
+
+:func:`prepare` does every check that can fail on the caller's input (unknown series, too little
+data, an empty split) before anything starts Ray, so bad input costs milliseconds and a clear
+message. :func:`run` then trains with Ray Train (``TorchTrainer`` and ``XGBoostTrainer``), exports
+and checks the ONNX CNNs, scores every predictor on the walk-forward windows and writes a bundle
+and a report. Locally it starts a small Ray itself; on a cluster (KubeRay RayJob) it joins the
+running one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradeloop.config import Settings
+from tradeloop.errors import InvalidInput
+from training import cnn, xgb
+from training.datasets import Dataset, Plan, load_dataset, plan, resolve_series
+from training.presets import Preset
+
+__all__ = ["HEALTH_CHECK_ENV", "Prepared", "TrainRequest", "TrainResult", "prepare", "ray_session", "run"]
+
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+HEALTH_CHECK_S = "0.05"  # Ray V2 paces each report by this poll interval (default 2 s)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What to train: a preset, the series filters, and how to run it."""
+
+    preset: Preset
+    symbols: list[str] | None = None
+    timeframes: list[str] | None = None
+    workers: int = 2
+    gpu: bool = False
+    shuffle_labels: bool = False  # the control run: fit on permuted labels, score on real ones
+    max_failures: int = 1
+    bars: dict[tuple[str, str], pd.DataFrame] | None = None  # in-memory bars (benchmark)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request: the dataset, its time plan, and the training targets."""
+
+    request: TrainRequest
+    data: Dataset
+    plan: Plan
+    target: np.ndarray  # z-scored labels the models fit (permuted in a control run)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced (paths, numbers) plus the masks tests check for leakage."""
+
+    run_dir: Path
+    bundle_dir: Path
+    report_dir: Path
+    prepared: Prepared
+    cnn_scores: np.ndarray  # NaN on every row the scores were not computed for
+    cnn_rows: dict[str, np.ndarray]  # group → indices the CNN's weights were fitted on
+    report: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(settings: Settings, request: TrainRequest) -> Prepared:
+    """Resolve, load and split the data; raises :class:`InvalidInput` before any Ray work."""
+    preset = request.preset
+    if request.workers < 1:
+        raise InvalidInput("workers", f"need at least 1 worker, got {request.workers}")
+    if request.bars is not None:
+        pairs = sorted(request.bars)
+    else:
+        pairs = resolve_series(settings, request.symbols, request.timeframes)
+    data = load_dataset(settings, pairs, window=preset.window, horizon=preset.horizon, bars=request.bars)
+    layout = plan(
+        data, cnn_fraction=preset.cnn_fraction, val_fraction=preset.cnn_val_fraction, folds=preset.folds
+    )
+    for kind, masks in (("cnn", ("cnn_fit", "cnn_val")), ("xgb", ("xgb",))):
+        groups = data.group_of(kind)
+        for group in sorted(set(groups)):
+            for mask_name in masks:
+                if not (getattr(layout, mask_name) & (groups == group)).any():
+                    raise InvalidInput("split", f"{kind} group {group!r} has no {mask_name} rows; add data")
+            if kind == "xgb":
+                for fold in layout.folds:
+                    if (
+                        not (fold.train & (groups == group)).any()
+                        or not (fold.test & (groups == group)).any()
+                    ):
+                        raise InvalidInput(
+                            "split", f"timeframe group {group!r} is empty in fold {fold.index}"
+                        )
+    target = data.z.astype(np.float32)
+    if request.shuffle_labels:
+        target = np.random.default_rng(preset.seed).permutation(target)
+    return Prepared(request, data, layout, target)
+
+
+@contextmanager
+def ray_session(workers: int, gpu: bool) -> Iterator[int]:
+    """Join a running Ray or start a local one sized for ``workers``; yields CPUs per worker."""
+    import ray
+
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
+    if ray.is_initialized():
+        total = int(ray.cluster_resources().get("CPU", workers))
+        yield max(1, total // workers)
+        return
+    gpus = 0
+    if gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus == 0:
+            raise InvalidInput("gpu", "--gpu asked for GPU workers but this machine has no CUDA device")
+    per_worker = max(1, (os.cpu_count() or 1) // workers)
+    ray.init(
+        num_cpus=workers * per_worker,
+        num_gpus=gpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {HEALTH_CHECK_ENV: os.environ[HEALTH_CHECK_ENV]}},
+    )
+    try:
+        yield per_worker
+    finally:
+        ray.shutdown()
+
+
+def _run_config(name: str, storage: Path, max_failures: int) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    return RunConfig(
+        name=name,
+        storage_path=str(storage),
+        failure_config=FailureConfig(max_failures=max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
+    )
+
+
+def cnn_data(prep: Prepared, group: str) -> tuple[cnn.CNNData, np.ndarray]:
+    """The CNN's fit/validation samples of ``group`` and the normaliser fitted on the fit rows.
+
+    Returns the data and the sample indices the weights are fitted on. Only the most recent
+    ``cnn_max_train_rows`` fit rows are kept, so the fit range still ends at the cutoff.
+    """
+    data, layout, preset = prep.data, prep.plan, prep.request.preset
+    in_group = data.group_of("cnn") == group
+    fit_idx = np.flatnonzero(layout.cnn_fit & in_group)
+    if len(fit_idx) > preset.cnn_max_train_rows:
+        fit_idx = fit_idx[np.argsort(data.ts[fit_idx], kind="stable")[-preset.cnn_max_train_rows :]]
+        fit_idx.sort()
+    val_idx = np.flatnonzero(layout.cnn_val & in_group)
+    last_bars = np.concatenate(
+        [
+            data.series[s].channels[data.row[fit_idx][data.sid[fit_idx] == s]]
+            for s in np.unique(data.sid[fit_idx])
+        ]
+    )
+    std = last_bars.std(axis=0).astype(np.float32)
+    payload = cnn.CNNData(
+        channels=[s.channels for s in data.series],
+        fit_sid=data.sid[fit_idx],
+        fit_row=data.row[fit_idx],
+        fit_z=prep.target[fit_idx],
+        val_sid=data.sid[val_idx],
+        val_row=data.row[val_idx],
+        val_z=prep.target[val_idx],
+        mean=last_bars.mean(axis=0).astype(np.float32),
+        std=np.where(std > 1e-6, std, 1.0).astype(np.float32),
+        window=data.window,
+    )
+    return payload, fit_idx
+
+
+def _train_cnn(
+    prep: Prepared, group: str, ray_dir: Path, name: str, per_worker: int
+) -> tuple[Any, dict, np.ndarray]:
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    req, preset = prep.request, prep.request.preset
+    payload, fit_idx = cnn_data(prep, group)
+    trainer = TorchTrainer(
+        cnn.train_per_worker,
+        train_loop_config={
+            "data_ref": ray.put(payload),
+            "width": preset.cnn_width,
+            "lr": preset.cnn_lr,
+            "epochs": preset.cnn_epochs,
+            "patience": preset.cnn_patience,
+            "batch": preset.cnn_batch,
+            "seed": preset.seed,
+            "threads": per_worker,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=req.workers, use_gpu=req.gpu, resources_per_worker={"CPU": per_worker}
+        ),
+        run_config=_run_config(f"{name}-cnn-{group}", ray_dir, req.max_failures),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt:
+        best, progress = cnn.load_state(Path(ckpt))
+    return cnn.model_from_state(best, preset.cnn_width), progress, fit_idx
+
+
+def _train_xgb(
+    prep: Prepared, group: str, scores: np.ndarray, ray_dir: Path, name: str, per_worker: int
+) -> tuple[Any, dict[str, np.ndarray], np.ndarray, list[np.ndarray]]:
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    payload, idx = xgb_data(prep, group, scores)
+    preset, req = prep.request.preset, prep.request
+    trainer = XGBoostTrainer(
+        xgb.train_per_worker,
+        train_loop_config={
+            "data_ref": ray.put(payload),
+            "depth": preset.xgb_depth,
+            "eta": preset.xgb_eta,
+            "rounds": preset.xgb_rounds,
+            "seed": preset.seed,
+            "threads": per_worker,
+            "report_every": preset.xgb_report_every,
+        },
+        scaling_config=ScalingConfig(num_workers=req.workers, resources_per_worker={"CPU": per_worker}),
+        run_config=_run_config(f"{name}-xgb-{group}", ray_dir, req.max_failures),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt:
+        booster, outputs = xgb.load_outputs(Path(ckpt))
+    return booster, outputs, idx, payload.fold_test
+
+
+def xgb_data(prep: Prepared, group: str, scores: np.ndarray) -> tuple[xgb.XGBData, np.ndarray]:
+    """XGBoost rows of one timeframe group (global indices ``idx``) with fold index sets."""
+    data, layout, preset = prep.data, prep.plan, prep.request.preset
+    idx = np.flatnonzero(layout.xgb & (data.group_of("xgb") == group))
+    if np.isnan(scores[idx]).any():
+        raise AssertionError("an XGBoost row has no out-of-sample CNN score")
+    rng = np.random.default_rng(preset.seed + 1)
+    fold_train = [np.flatnonzero(f.train[idx]) for f in layout.folds]
+    target = prep.target[idx]
+    payload = xgb.XGBData(
+        X=data.xgb_matrix(idx, scores[idx]),
+        target=target,
+        final=np.arange(len(idx)),
+        fold_train=fold_train,
+        fold_test=[np.flatnonzero(f.test[idx]) for f in layout.folds],
+        control_target=[rng.permutation(target[t]) for t in fold_train],
+    )
+    return payload, idx
+
+
+def run(
+    settings: Settings, prep: Prepared, *, run_dir: Path | None = None, ray_dir: Path | None = None
+) -> TrainResult:
+    """Train, export, evaluate and write the bundle and report of a prepared request."""
+    import onnxruntime as ort
+
+    from training import report as reporting
+
+    req, data, layout = prep.request, prep.data, prep.plan
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{req.preset.name}{'-shuffled' if req.shuffle_labels else ''}"
+    run_dir = run_dir or settings.home / "runs" / name
+    bundle_dir, report_dir = run_dir / "bundle", run_dir / "report"
+    ray_dir = ray_dir or settings.home / "ray_results"
+    timings: dict[str, float] = {}
+    scores = np.full(len(data), np.nan, dtype=np.float32)
+    cnn_rows: dict[str, np.ndarray] = {}
+    curves: dict[str, Any] = {"cnn": {}, "xgb": {}}
+    parity: dict[str, float] = {}
+    normalisers: dict[str, Any] = {}
+    preds = {k: np.full(len(data), np.nan) for k in ("model", "cnn_only", "shuffled_control")}
+    with ray_session(req.workers, req.gpu) as per_worker:
+        t0 = time.perf_counter()
+        for group in sorted(set(data.group_of("cnn"))):
+            model, progress, fit_idx = _train_cnn(prep, group, ray_dir, name, per_worker)
+            cnn_rows[group] = fit_idx
+            curves["cnn"][group] = progress["history"]
+            held_out = data.windows(np.flatnonzero(layout.cnn_val & (data.group_of("cnn") == group))[:2048])
+            path = bundle_dir / "cnn" / f"{group}.onnx"
+            parity[group] = cnn.export_onnx(model, path, held_out)
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            todo = np.flatnonzero(layout.xgb & (data.group_of("cnn") == group))
+            for start in range(0, len(todo), 16384):
+                chunk = todo[start : start + 16384]
+                scores[chunk] = cnn.onnx_scores(session, data.windows(chunk))
+            normalisers[f"cnn/{group}"] = {
+                "kind": "per-channel mean/std of the window's bars",
+                "fit_rows": len(fit_idx),
+                "fit_start": _iso(data.ts[fit_idx].min()),
+                "fit_end": _iso(data.ts[fit_idx].max()),
+                "fit_last_label_bar": _iso(data.label_bar[fit_idx].max()),
+                "cutoff": layout.cnn_cutoff.isoformat(),
+            }
+        timings["cnn_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for group in sorted(set(data.group_of("xgb"))):
+            booster, outputs, idx, fold_test = _train_xgb(prep, group, scores, ray_dir, name, per_worker)
+            (bundle_dir / "xgb").mkdir(parents=True, exist_ok=True)
+            booster.save_model(str(bundle_dir / "xgb" / f"{group}.ubj"))
+            curves["xgb"][group] = [outputs[f"curve_{k}"].tolist() for k in range(len(fold_test))]
+            for k, test in enumerate(fold_test):
+                rows = idx[test]
+                preds["model"][rows] = outputs[f"pred_{k}"] * data.scale[rows]
+                preds["shuffled_control"][rows] = outputs[f"control_{k}"] * data.scale[rows]
+                preds["cnn_only"][rows] = scores[rows] * data.scale[rows]
+        timings["xgb_s"] = time.perf_counter() - t0
+    from training.evaluate import evaluate, walk_forward_baselines
+
+    preds |= walk_forward_baselines(data, layout)
+    evaluation, equity = evaluate(data, layout, preds, cost_bps=req.preset.cost_bps)
+    evaluation |= {"learning_curves": curves, "onnx_max_abs_diff": parity, "timings": timings}
+    manifest = reporting.write_bundle(bundle_dir, prep, evaluation, normalisers, parity)
+    reporting.write_report(report_dir, evaluation, equity)
+    return TrainResult(run_dir, bundle_dir, report_dir, prep, scores, cnn_rows, evaluation, manifest, timings)
+
+
+def _iso(value: np.datetime64) -> str:
+    return pd.Timestamp(value, tz="UTC").isoformat()
