@@ -80,6 +80,18 @@ def test_online_read_is_the_newest_offline_row_with_its_window(home: Home) -> No
     assert row.age_s() > 0
 
 
+def test_reader_returns_what_feast_get_online_features_returns(home: Home) -> None:
+    """The fast read paths decode Feast's storage themselves; they must agree with Feast."""
+    store = home.store()
+    (row,) = fs.OnlineReader(store).read([SERIES])
+    expected = store.get_online_features(
+        features=list(fs.FEATURE_REFS), entity_rows=[{"series_id": SERIES}]
+    ).to_dict(include_event_timestamps=True)
+    assert row.values == {n: pytest.approx(expected[n][0], rel=0, abs=0) for n in row.values}
+    np.testing.assert_array_equal(row.window, np.asarray(expected["window"][0], dtype=np.float32))
+    assert row.event_ts.timestamp() == expected[f"{NAMES[0]}__ts"][0]
+
+
 def test_unknown_series_is_a_clear_error_not_empty_values(home: Home) -> None:
     with pytest.raises(UnknownSeries, match="NOPE:1h"):
         fs.read_online(home.store(), ["NOPE:1h"])
