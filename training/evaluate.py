@@ -18,7 +18,14 @@ from tradeloop.features import spec
 from training.backtest import BacktestResult, backtest
 from training.datasets import Dataset, Plan
 
-__all__ = ["CHANCE_SIGMAS", "chance_bounds", "evaluate", "point_metrics", "walk_forward_baselines"]
+__all__ = [
+    "CHANCE_SIGMAS",
+    "chance_bounds",
+    "evaluate",
+    "gate_metrics",
+    "point_metrics",
+    "walk_forward_baselines",
+]
 
 CHANCE_SIGMAS = 4.0  # a predictor that knows nothing lands within this many binomial σ of chance
 HEADLINE = ("directional_accuracy", "ic", "rank_ic", "rmse", "sharpe", "max_drawdown", "hit_rate", "turnover")
@@ -78,6 +85,16 @@ def _bt(data: Dataset, idx: np.ndarray, pred: np.ndarray, cost_bps: float) -> Ba
     )
 
 
+def gate_metrics(data: Dataset, idx: np.ndarray, pred: np.ndarray, cost_bps: float) -> dict[str, Any]:
+    """The numbers the promotion gate compares, for predictions ``pred`` (all samples) on ``idx``."""
+    pm = point_metrics(pred[idx], data.y[idx])
+    return {
+        "directional_accuracy": pm["directional_accuracy"],
+        "ic": pm["ic"],
+        "sharpe": _bt(data, idx, pred[idx], cost_bps).sharpe,
+    }
+
+
 def evaluate(
     data: Dataset, plan: Plan, preds: dict[str, np.ndarray], *, cost_bps: float
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -94,19 +111,10 @@ def evaluate(
     for name, pred in preds.items():
         bt = _bt(data, idx, pred[idx], cost_bps)
         overall = point_metrics(pred[idx], data.y[idx]) | bt.to_dict()
-        per_fold = []
-        for fold in plan.folds:
-            f_idx = np.flatnonzero(fold.test)
-            fold_bt = _bt(data, f_idx, pred[f_idx], cost_bps)
-            pm = point_metrics(pred[f_idx], data.y[f_idx])
-            per_fold.append(
-                {
-                    "fold": fold.index,
-                    "directional_accuracy": pm["directional_accuracy"],
-                    "ic": pm["ic"],
-                    "sharpe": fold_bt.sharpe,
-                }
-            )
+        per_fold = [
+            {"fold": fold.index, **gate_metrics(data, np.flatnonzero(fold.test), pred, cost_bps)}
+            for fold in plan.folds
+        ]
         models[name] = {"overall": overall, "folds": per_fold}
         curves[name] = bt.equity
     chance = chance_bounds(data.y[idx])

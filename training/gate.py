@@ -1,9 +1,11 @@
 """The promotion gate: a challenger replaces the champion only if it wins on the same windows.
 
 Both bundles carry their per-fold walk-forward metrics (``bundle.json`` → ``evaluation``). The
-gate compares the folds whose window (start, end) and series set are identical in both; with none
-in common the bundles are not comparable and nothing is promoted (a retrain on new data has to be
-re-scored first, never compared across different windows). The challenger must beat the
+gate compares the folds whose window (start, end) and series set are identical in both. A retrain
+on new data has other windows: then, given the challenger's training result, the champion's own
+artifacts are re-scored on the challenger's test rows after the champion's data
+(:mod:`training.rescore`), and the two are compared on exactly those rows. With neither, the
+bundles are not comparable and nothing is promoted. The challenger must beat the
 champion's mean over the common folds by each configured margin. Every decision, with its numbers,
 is returned as flat tags for the registry.
 """
@@ -13,12 +15,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tradeloop.bundle import verify_bundle
 from tradeloop.registry import CHAMPION, ModelVersionInfo, Registry
+
+if TYPE_CHECKING:
+    from training.job import TrainResult
 
 __all__ = ["Decision", "GateConfig", "decide", "register_and_gate"]
 
@@ -42,10 +47,12 @@ class Decision:
     champion: dict[str, float | None]
     folds: list[int]
     margins: dict[str, float]
+    basis: str = "stored walk-forward folds"
 
     def tags(self) -> dict[str, str]:
         """Flat ``gate.*`` tags for MLflow (values as text)."""
         out = {"gate.decision": "promote" if self.promote else "keep", "gate.reason": self.reason}
+        out["gate.basis"] = self.basis
         out["gate.folds"] = ",".join(map(str, self.folds))
         for side, numbers in (("challenger", self.challenger), ("champion", self.champion)):
             for metric, value in numbers.items():
@@ -97,6 +104,28 @@ def decide(
     return Decision(not failed, reason, a, b, [f["fold"] for f in ours], margins)
 
 
+def _rescored(
+    champion_dir: Path, champion: dict[str, Any], result: TrainResult, config: GateConfig | None
+) -> Decision:
+    from training.rescore import rescore
+
+    outcome = rescore(champion_dir, champion, result, cost_bps=result.prepared.request.preset.cost_bps)
+    basis = "champion re-scored on the challenger's windows"
+    if isinstance(outcome, str):
+        margins = dict((config or GateConfig()).margins)
+        return Decision(False, f"not comparable: {outcome}", {}, {}, [], margins, basis)
+    decision = decide(outcome[0], outcome[1], config)
+    return Decision(
+        decision.promote,
+        decision.reason,
+        decision.challenger,
+        decision.champion,
+        decision.folds,
+        decision.margins,
+        basis,
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.4f}"
 
@@ -108,11 +137,13 @@ def register_and_gate(
     *,
     promote: bool,
     config: GateConfig | None = None,
+    result: TrainResult | None = None,
 ) -> tuple[ModelVersionInfo, Decision]:
     """Register a bundle as ``challenger``, judge it against the champion, record the decision.
 
     With ``promote`` the ``champion`` alias moves when the gate says so; without it the decision
-    is only recorded (a dry run that still leaves its numbers on the version).
+    is only recorded (a dry run that still leaves its numbers on the version). ``result`` (the
+    challenger's training run) lets the gate re-score the champion when their windows differ.
     """
     manifest = verify_bundle(bundle_dir)
     params = {"preset": manifest["preset"]["name"], "shuffled_labels": manifest["shuffled_labels"]}
@@ -131,11 +162,15 @@ def register_and_gate(
         tags={"data_hash": manifest["data"]["hash"]},
     )
     champion = registry.alias(CHAMPION)
-    theirs = None
-    if champion is not None:
+    if champion is None:
+        decision = decide(manifest["evaluation"], None, config)
+    else:
         with tempfile.TemporaryDirectory() as tmp:
-            theirs = verify_bundle(registry.download(champion.version, Path(tmp)))["evaluation"]
-    decision = decide(manifest["evaluation"], theirs, config)
+            champion_dir = registry.download(champion.version, Path(tmp))
+            theirs = verify_bundle(champion_dir)
+            decision = decide(manifest["evaluation"], theirs["evaluation"], config)
+            if not decision.folds and result is not None:
+                decision = _rescored(champion_dir, theirs, result, config)
     tags = decision.tags() | {"gate.champion_version": champion.version if champion else "none"}
     registry.record(version.version, tags | {"gate.applied": str(bool(promote and decision.promote)).lower()})
     if promote and decision.promote:

@@ -71,6 +71,7 @@ class TrainResult:
     report: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # name → return prediction per sample
 
 
 def prepare(settings: Settings, request: TrainRequest) -> Prepared:
@@ -327,7 +328,9 @@ def run(
     evaluation |= {"learning_curves": curves, "onnx_max_abs_diff": parity, "timings": timings}
     manifest = reporting.write_bundle(bundle_dir, prep, evaluation, normalisers, parity)
     reporting.write_report(report_dir, evaluation, equity)
-    return TrainResult(run_dir, bundle_dir, report_dir, prep, scores, cnn_rows, evaluation, manifest, timings)
+    return TrainResult(
+        run_dir, bundle_dir, report_dir, prep, scores, cnn_rows, evaluation, manifest, timings, preds
+    )
 
 
 def _iso(value: np.datetime64) -> str:

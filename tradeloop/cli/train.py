@@ -77,7 +77,11 @@ def train(
             )
         result = run(out.settings, prepared)
         version, decision = register_and_gate(
-            Registry(out.settings, mlflow_uri), result.bundle_dir, result.report_dir, promote=promote
+            Registry(out.settings, mlflow_uri),
+            result.bundle_dir,
+            result.report_dir,
+            promote=promote,
+            result=result,
         )
     report = result.report
     payload = {

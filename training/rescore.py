@@ -1,0 +1,100 @@
+"""Score the champion on the challenger's walk-forward windows, so a retrain can be judged.
+
+A retrain on new data has new windows, so the champion's stored fold metrics say nothing about
+them. This module runs the champion's own artifacts (ONNX CNNs, XGBoost boosters, exactly as
+serving would) over the challenger's test rows that lie wholly after the champion's training data
+(labels included), and puts both models' numbers on those rows side by side in the shape the gate
+compares. Rows of series the champion has no model group for are left out of both sides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradeloop.bars.schema import TIMEFRAMES
+from tradeloop.features import spec
+from training import cnn
+from training.datasets import xgb_feature_names
+from training.evaluate import gate_metrics
+from training.job import TrainResult
+
+__all__ = ["MIN_ROWS", "incompatibility", "rescore"]
+
+MIN_ROWS = 50  # fewer common rows in a fold than this is too little to judge on
+
+
+def incompatibility(champion: dict[str, Any], result: TrainResult) -> str | None:
+    """Why the champion cannot score the challenger's rows, or None when it can."""
+    data = result.prepared.data
+    checks = (
+        ("feature spec", champion.get("spec_version"), spec.SPEC_VERSION),
+        ("XGBoost inputs", champion.get("xgb_features"), xgb_feature_names()),
+        ("window", champion.get("window"), data.window),
+        ("horizon", champion.get("horizon"), data.horizon),
+    )
+    for what, theirs, ours in checks:
+        if theirs != ours:
+            return f"champion was built for another {what} ({theirs!r} vs {ours!r})"
+    return None
+
+
+def _champion_predictions(
+    root: Path, champion: dict[str, Any], result: TrainResult, rows: np.ndarray
+) -> np.ndarray:
+    import onnxruntime as ort
+    import xgboost
+
+    data = result.prepared.data
+    cnn_group, xgb_group = data.group_of("cnn"), data.group_of("xgb")
+    scores = np.full(len(data), np.nan, dtype=np.float32)
+    for group, path in champion["models"]["cnn"].items():
+        idx = rows[cnn_group[rows] == group]
+        if len(idx):
+            session = ort.InferenceSession(str(root / path), providers=["CPUExecutionProvider"])
+            scores[idx] = cnn.onnx_scores(session, data.windows(idx))
+    pred = np.full(len(data), np.nan)
+    for group, path in champion["models"]["xgb"].items():
+        idx = rows[xgb_group[rows] == group]
+        if len(idx):
+            booster = xgboost.Booster(model_file=str(root / path))
+            z = booster.inplace_predict(data.xgb_matrix(idx, scores[idx]))
+            pred[idx] = np.asarray(z, dtype=np.float64) * data.scale[idx]
+    return pred
+
+
+def rescore(
+    champion_dir: Path, champion: dict[str, Any], result: TrainResult, *, cost_bps: float
+) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """(challenger, champion) evaluations on the same rows, or the reason there are none."""
+    reason = incompatibility(champion, result)
+    if reason:
+        return reason
+    data, plan = result.prepared.data, result.prepared.plan
+    longest = max(TIMEFRAMES[tf].delta for tf in {s.split(":")[1] for s in champion["series"]})
+    seen_until = pd.Timestamp(champion["data"]["end"]) + longest * champion["horizon"]
+    after = data.ts > seen_until.tz_convert("UTC").tz_localize(None).to_datetime64()
+    known = np.isin(data.group_of("cnn"), list(champion["models"]["cnn"])) & np.isin(
+        data.group_of("xgb"), list(champion["models"]["xgb"])
+    )
+    folds, ours, theirs = [], [], []
+    candidates = np.zeros(len(data), dtype=bool)
+    for fold in plan.folds:
+        candidates |= fold.test & after & known
+    pred = _champion_predictions(champion_dir, champion, result, np.flatnonzero(candidates))
+    for fold in plan.folds:
+        idx = np.flatnonzero(fold.test & after & known)
+        if len(idx) < MIN_ROWS:
+            continue
+        ts = pd.DatetimeIndex(data.ts[idx], tz="UTC")
+        folds.append({"fold": fold.index, "start": ts.min().isoformat(), "end": ts.max().isoformat()})
+        ours.append({"fold": fold.index, **gate_metrics(data, idx, result.preds["model"], cost_bps)})
+        theirs.append({"fold": fold.index, **gate_metrics(data, idx, pred, cost_bps)})
+    if not folds:
+        return f"no challenger test window after the champion's data (ends {champion['data']['end']})"
+    series = sorted({data.series[s].series_id for s in np.unique(data.sid[candidates])})
+    shape = {"folds": folds, "series": series}
+    return shape | {"model_folds": ours}, shape | {"model_folds": theirs}
