@@ -47,6 +47,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/features.py
+	$(PY) bench/online.py
+	$(PY) bench/train.py
 	$(PY) bench/report.py
 
 clean:

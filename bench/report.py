@@ -36,7 +36,59 @@ def _features(r: dict) -> list[tuple[str, str, str, str]]:
     ]
 
 
-RENDERERS: dict[str, Callable[[dict], list[tuple[str, str, str, str]]]] = {"features.json": _features}
+def _online(r: dict) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for store in ("sqlite", "redis"):
+        reads = r["reads"][store]
+        for n, target in (("1", "p99 ≤ 2 ms"), ("100", "p99 ≤ 10 ms")):
+            ours, feast = reads[f"reader_{n}"], reads[f"feast_get_online_features_{n}"]
+            rows.append(
+                (
+                    f"online read, {store}, {n} series (p50 / p99)",
+                    f"{ours['p50_ms']:.2f} / {ours['p99_ms']:.2f} ms",
+                    f"{feast['p50_ms']:.2f} / {feast['p99_ms']:.2f} ms (Feast get_online_features)",
+                    target if store == "redis" else "",
+                )
+            )
+    for store, runs in r["ingest"].items():
+        rows.append(
+            (
+                f"ingest, {store}, bars/s end to end",
+                f"{runs['batched']['bars_per_s']:,.0f}",
+                f"{runs['naive_one_at_a_time']['bars_per_s']:,.0f} (one bar per push)",
+                "≥ 2,000",
+            )
+        )
+    return rows
+
+
+def _train(r: dict) -> list[tuple[str, str, str, str]]:
+    w = r["workload"]
+    rows = [
+        (
+            f"training, {len(w['series'])} series, {w['samples']:,} samples ({w['preset']})",
+            f"{r['ray_total_s']:.0f} s with Ray",
+            "",
+            "≤ 600 s",
+        )
+    ]
+    for phase, p in r["phases"].items():
+        rows.append(
+            (
+                f"training: {phase} phase samples/s (Ray overhead)",
+                f"{p['ray_samples_per_s']:,.0f} ({p['overhead']:.1f}×)",
+                f"{p['plain_samples_per_s']:,.0f} (plain process)",
+                "overhead ≤ 1.3×",
+            )
+        )
+    return rows
+
+
+RENDERERS: dict[str, Callable[[dict], list[tuple[str, str, str, str]]]] = {
+    "features.json": _features,
+    "online.json": _online,
+    "train.json": _train,
+}
 
 
 def render() -> str:

@@ -50,3 +50,36 @@ class Settings:
     def symbols_path(self) -> Path:
         """The symbols table (asset class and venue per symbol)."""
         return self.data_dir / "symbols.json"
+
+    @property
+    def windows_dir(self) -> Path:
+        """Recent CNN windows per series, the offline source of the ``bar_window`` view."""
+        return self.data_dir / "windows"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Embedded Feast registry and SQLite online store."""
+        return self.home / "feast"
+
+    @property
+    def ingest_state_dir(self) -> Path:
+        """Persisted streaming-feature state of live ingest, one JSON file per series."""
+        return self.home / "state" / "ingest"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """Embedded MLflow tracking/registry store (SQLite, no server)."""
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs: bundle, report and Ray checkpoints of each."""
+        return self.home / "runs"
+
+    @property
+    def ray_results_dir(self) -> Path:
+        return self.home / "ray_results"

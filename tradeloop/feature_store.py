@@ -90,7 +90,7 @@ def redis_connection_string(url: str) -> str:
 def feast_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables ``feature_store.yaml`` and ``definitions.py`` read, for this home and env."""
     env = os.environ if environ is None else environ
-    feast_dir = settings.home / "feast"
+    feast_dir = settings.feast_dir
     registry_url = env.get("TRADELOOP_REGISTRY_URL")
     redis_url = env.get("TRADELOOP_REDIS_URL")
     registry: dict[str, Any] = (
@@ -123,7 +123,7 @@ def repo_config(settings: Settings, environ: Mapping[str, str] | None = None) ->
 
 def open_store(settings: Settings, environ: Mapping[str, str] | None = None) -> FeatureStore:
     """A FeatureStore on this home's stores (``environ`` overrides os.environ for the URLs)."""
-    (settings.home / "feast").mkdir(parents=True, exist_ok=True)
+    (settings.feast_dir).mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(REPO_DIR), config=repo_config(settings, environ))
 
 

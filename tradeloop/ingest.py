@@ -52,7 +52,7 @@ _OFFLINE_COLUMNS = ("series_id", "ts", "created", *spec.FEATURE_NAMES, *spec.CHA
 def state_path(settings: Settings, sid: str) -> Path:
     """Where the checkpoint of one series lives (JSON, replaced atomically)."""
     symbol, timeframe = parse_series_id(sid)
-    return settings.home / "state" / "ingest" / f"timeframe={timeframe}" / f"{symbol}.json"
+    return settings.ingest_state_dir / f"timeframe={timeframe}" / f"{symbol}.json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,8 @@ class Registry:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.home / 'mlflow.db'}"
-        self.artifacts = settings.home / "mlartifacts"
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_uri
+        self.artifacts = settings.mlflow_artifacts_dir
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

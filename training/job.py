@@ -276,9 +276,9 @@ def run(
 
     req, data, layout = prep.request, prep.data, prep.plan
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{req.preset.name}{'-shuffled' if req.shuffle_labels else ''}"
-    run_dir = run_dir or settings.home / "runs" / name
+    run_dir = run_dir or settings.runs_dir / name
     bundle_dir, report_dir = run_dir / "bundle", run_dir / "report"
-    ray_dir = ray_dir or settings.home / "ray_results"
+    ray_dir = ray_dir or settings.ray_results_dir
     timings: dict[str, float] = {}
     scores = np.full(len(data), np.nan, dtype=np.float32)
     cnn_rows: dict[str, np.ndarray] = {}

@@ -24,7 +24,7 @@ KEEP = 8  # windows kept per series: the newest is what the online store serves
 
 
 def window_path(settings: Settings, symbol: str, timeframe: str) -> Path:
-    return settings.data_dir / "windows" / f"timeframe={timeframe}" / f"symbol={symbol}" / "windows.parquet"
+    return settings.windows_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / "windows.parquet"
 
 
 def window_frame(
