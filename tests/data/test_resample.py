@@ -73,3 +73,15 @@ def test_fx_first_period_is_dropped_when_the_data_starts_inside_it(settings) -> 
     assert four["ts"].iloc[0] == pd.Timestamp("2017-04-19 12:00", tz="UTC")
     last = hourly["ts"].iloc[-1].floor("4h")
     assert four["ts"].iloc[-1] < last
+
+
+def test_cli_resample_from_a_coarser_timeframe_is_a_clear_error(tmp_path) -> None:
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "home")]
+    assert runner.invoke(app, [*home, "data", "import", str(market_file("GOOG_1d.csv"))]).exit_code == 0
+    result = runner.invoke(app, [*home, "data", "resample", "--to", "4h", "--from", "1d"])
+    assert result.exit_code == 2
+    assert "not a whole multiple" in result.output
+    nothing = runner.invoke(app, [*home, "data", "resample", "--to", "1w", "--symbol", "NOPE"])
+    assert nothing.exit_code == 2
+    assert "no stored series can be resampled to 1w" in nothing.output

@@ -102,12 +102,32 @@ def validate(
     _run(ctx, paths, symbol, timeframe, store=False)
 
 
+def _sources(
+    store: BarStore, target: Timeframe, source: Timeframe | None, symbols: list[str] | None
+) -> dict[str, Timeframe]:
+    """Per symbol, the stored timeframe to build ``target`` from (``source`` when given)."""
+    chosen: dict[str, Timeframe] = {}
+    for info in store.series():
+        tf = Timeframe.parse(info.timeframe)
+        if symbols and info.symbol not in symbols:
+            continue
+        if source is not None:
+            if tf == source:
+                chosen[info.symbol] = tf
+            continue
+        divides = tf.delta < target.delta and target.delta % tf.delta == pd.Timedelta(0)
+        if divides and (info.symbol not in chosen or tf.delta > chosen[info.symbol].delta):
+            chosen[info.symbol] = tf
+    return chosen
+
+
 @app.command()
 def resample(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Target timeframe, e.g. 4h.")],
     from_: Annotated[
-        str | None, typer.Option("--from", help="Source timeframe [default: finest stored divisor].")
+        str | None,
+        typer.Option("--from", help="Source timeframe [default: the coarsest stored one that divides --to]."),
     ] = None,
     symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Only these symbols.")] = None,
 ) -> None:
@@ -118,18 +138,7 @@ def resample(
         source_tf = Timeframe.parse(from_) if from_ else None
         store = BarStore(out.settings)
         symbols = SymbolTable(out.settings)
-        chosen: dict[str, Timeframe] = {}
-        for info in store.series():
-            tf = Timeframe.parse(info.timeframe)
-            if symbol and info.symbol not in symbol:
-                continue
-            fits = tf.delta < target.delta and target.delta % tf.delta == pd.Timedelta(0)
-            if (
-                source_tf is None
-                and fits
-                and (info.symbol not in chosen or tf.delta > chosen[info.symbol].delta)
-            ) or (source_tf is not None and tf == source_tf):
-                chosen[info.symbol] = tf
+        chosen = _sources(store, target, source_tf, symbol)
         results = []
         for sym in out.track(sorted(chosen), f"resampling to {target}"):
             tf = chosen[sym]
