@@ -21,7 +21,6 @@ the stored bars newer than the checkpoint, so the state is never behind what was
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,20 +32,19 @@ import numpy as np
 import pandas as pd
 
 from tradeloop.bars.schema import VALUE_COLUMNS, Timeframe, parse_series_id, series_id
-from tradeloop.bars.store import BarStore, QuarantineStore, write_parquet_atomic
+from tradeloop.bars.store import BarStore, QuarantineStore, write_parquet_atomic, write_text_atomic
 from tradeloop.bars.symbols import SymbolTable
 from tradeloop.bars.validate import Reason, row_reasons, validate_bars
 from tradeloop.config import Settings
 from tradeloop.errors import InvalidInput
 from tradeloop.feature_store import OnlineWriter, open_store
 from tradeloop.features import spec
+from tradeloop.features.offline import feature_rows
 from tradeloop.features.recent import update_windows
 from tradeloop.features.streaming import StreamingFeatures
 from tradeloop.ingest_input import ParsedBar, parse_lines
 
 __all__ = ["IngestReport", "Ingestor", "Rejection", "state_path"]
-
-_OFFLINE_COLUMNS = ("series_id", "ts", "created", *spec.FEATURE_NAMES, *spec.CHANNELS, *spec.METADATA)
 
 
 def state_path(settings: Settings, sid: str) -> Path:
@@ -262,14 +260,12 @@ class Ingestor:
             folder = self.settings.features_dir / f"timeframe={timeframe}" / f"symbol={symbol}"
             write_parquet_atomic(offline, folder / name)
             update_windows(self.settings, symbol, timeframe, windows)
-        _append_bars(self.bars, clean, symbol, timeframe)
+        # Every bar here is newer than the checkpoint, which is caught up with the store when
+        # loaded, so none is stored yet: no need for merge's full read of the series per batch.
+        self.bars.append(clean, symbol, timeframe)
         if start == 0:
             SymbolTable(self.settings).ensure(symbol)
-        path = state_path(self.settings, sid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(trial.to_json())
-        os.replace(tmp, path)
+        write_text_atomic(trial.to_json(), state_path(self.settings, sid))
         self._states[sid] = trial
         self.report.accepted[sid] += len(clean)
 
@@ -305,28 +301,10 @@ def _offline_frame(
     created: pd.Timestamp,
     meta: tuple[float, float],
 ) -> pd.DataFrame:
-    """Offline rows in exactly the layout of :func:`tradeloop.features.offline.feature_frame`."""
+    """Offline rows of streamed features, in the batch build's layout."""
     width = len(spec.FEATURE_NAMES) + len(spec.CHANNELS)
     values = np.asarray([(*f, *c) for f, c, _ in rows], dtype=np.float32).reshape(len(rows), width)
-    frame = pd.DataFrame(values, columns=[*spec.FEATURE_NAMES, *spec.CHANNELS])
-    frame.insert(0, "series_id", sid)
-    frame.insert(1, "ts", pd.DatetimeIndex(stamps).as_unit("ns"))
-    frame.insert(2, "created", created)
-    for name, value in zip(spec.METADATA, meta, strict=True):
-        frame[name] = np.float32(value)
-    return frame[list(_OFFLINE_COLUMNS)]
-
-
-def _append_bars(store: BarStore, bars: pd.DataFrame, symbol: str, timeframe: str) -> None:
-    """Add a part to the bar store without ``BarStore.merge``'s full read of the series.
-
-    Every bar here is newer than the checkpoint, and the checkpoint is caught up with the store
-    when loaded, so none can be stored already; merge would re-read the whole series per batch.
-    """
-    first, last = (bars["ts"].iloc[i].strftime("%Y%m%dT%H%M") for i in (0, -1))
-    name = f"part-{first}-{last}-{uuid.uuid4().hex[:8]}.parquet"
-    part = bars[["ts", *VALUE_COLUMNS]].reset_index(drop=True)
-    write_parquet_atomic(part, store.series_dir(symbol, timeframe) / name)
+    return feature_rows(sid, stamps, values, created, meta)
 
 
 def _chunks(items: Iterator[ParsedBar], size: int) -> Iterator[list[ParsedBar]]:

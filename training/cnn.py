@@ -24,6 +24,7 @@ from torch import nn
 
 from tradeloop.errors import DataQualityError
 from tradeloop.features import spec
+from tradeloop.features.windows import gather_windows
 
 __all__ = [
     "ONNX_TOLERANCE",
@@ -81,12 +82,7 @@ class CNNData:
     window: int
 
     def gather(self, sid: np.ndarray, row: np.ndarray) -> np.ndarray:
-        out = np.empty((len(sid), self.window, self.channels[0].shape[1]), dtype=np.float32)
-        for s in np.unique(sid):
-            m = sid == s
-            for k in range(self.window):  # copy W strided column blocks; cheaper than fancy views
-                out[m, k] = self.channels[s][row[m] - (self.window - 1) + k]
-        return out
+        return gather_windows(self.channels, sid, row, self.window)
 
 
 def _state_arrays(model: nn.Module, opt: torch.optim.Optimizer, best: dict[str, np.ndarray]) -> dict:

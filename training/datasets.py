@@ -31,7 +31,7 @@ from tradeloop.config import Settings
 from tradeloop.errors import InvalidInput, UnknownSeries
 from tradeloop.features import spec
 from tradeloop.features.offline import feature_frame, read_features
-from tradeloop.features.windows import sliding_windows
+from tradeloop.features.windows import gather_windows
 from tradeloop.labels import make_labels
 from tradeloop.splits import time_split
 
@@ -120,13 +120,8 @@ class Dataset:
 
     def windows(self, idx: np.ndarray, window: int | None = None) -> np.ndarray:
         """The (len(idx), W, C) float32 windows of samples ``idx`` (a copy of just those)."""
-        w = window or self.window
-        out = np.empty((len(idx), w, len(spec.CHANNELS)), dtype=np.float32)
-        sids, rows = self.sid[idx], self.row[idx]
-        for s in np.unique(sids):
-            mask = sids == s
-            out[mask] = sliding_windows(self.series[s].channels, w)[rows[mask] - (w - 1)]
-        return out
+        channels = [s.channels for s in self.series]
+        return gather_windows(channels, self.sid[idx], self.row[idx], window or self.window)
 
     def xgb_matrix(self, idx: np.ndarray, cnn_score: np.ndarray) -> np.ndarray:
         """XGBoost inputs of samples ``idx`` in :func:`xgb_feature_names` order, float32."""

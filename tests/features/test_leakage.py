@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import market_file
 from tradeloop.bars.loaders import load_bars
+from tradeloop.errors import InvalidInput
 from tradeloop.features import spec
 from tradeloop.features.batch import feature_matrix
-from tradeloop.features.windows import sliding_windows
+from tradeloop.features.windows import gather_windows, sliding_windows
 from tradeloop.labels import direction, forward_return
 from tradeloop.splits import time_split
 
@@ -77,3 +78,17 @@ def test_time_split_purges_h_bars_before_the_cutoff_for_every_timeframe() -> Non
     crossing = (ts < split.cutoff) & (label_end >= split.cutoff)
     np.testing.assert_array_equal(split.purged, crossing.to_numpy())
     assert crossing.sum() > 3, "daily rows within 3 days of the cutoff are purged too"
+
+
+def test_gathered_windows_are_copies_of_the_sliding_views(bars) -> None:
+    channels = feature_matrix(bars)[:, len(spec.FEATURE_NAMES) :]
+    other = channels[::-1].copy()
+    sid = np.array([0, 1, 0, 1, 0])
+    row = np.array([spec.WINDOW - 1, 100, 700, spec.WINDOW + 3, len(bars) - 1])
+    got = gather_windows([channels, other], sid, row, spec.WINDOW)
+    for i, (s, r) in enumerate(zip(sid, row, strict=True)):
+        source = (channels, other)[s]
+        np.testing.assert_array_equal(got[i], sliding_windows(source)[r - spec.WINDOW + 1])
+    assert not np.shares_memory(got, channels)
+    with pytest.raises(InvalidInput, match="no full window"):
+        gather_windows([channels], np.array([0]), np.array([spec.WINDOW - 2]), spec.WINDOW)

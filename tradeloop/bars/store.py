@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,20 +20,37 @@ import pandas as pd
 from tradeloop.bars.schema import VALUE_COLUMNS, Timeframe
 from tradeloop.config import Settings
 
-__all__ = ["BarStore", "Merge", "QuarantineStore", "SeriesInfo", "write_parquet_atomic"]
+__all__ = [
+    "BarStore",
+    "Merge",
+    "QuarantineStore",
+    "SeriesInfo",
+    "write_parquet_atomic",
+    "write_text_atomic",
+]
 
 _PART_COLUMNS = ["ts", *VALUE_COLUMNS]
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file and an atomic rename."""
+def _replace_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Run ``write`` on a temporary sibling of ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` through a temporary file and an atomic rename."""
+    _replace_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    _replace_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +129,11 @@ class BarStore:
         same = (existing.loc[seen["ts"]].to_numpy() == seen[list(VALUE_COLUMNS)].to_numpy()).all(axis=1)
         conflicts = seen.loc[~same].reset_index(drop=True)
         if len(new) and not dry_run:
-            self._append(new, symbol, tf.name)
+            self.append(new, symbol, tf.name)
         return Merge(new=new, identical=int(same.sum()), conflicts=conflicts)
 
-    def _append(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> None:
+    def append(self, bars: pd.DataFrame, symbol: str, timeframe: str) -> None:
+        """Add ``bars`` as one new part, unchecked: callers know none of them is stored yet."""
         first, last = (bars["ts"].iloc[i].strftime("%Y%m%dT%H%M") for i in (0, -1))
         name = f"part-{first}-{last}-{uuid.uuid4().hex[:8]}.parquet"
         part = bars[_PART_COLUMNS].reset_index(drop=True)

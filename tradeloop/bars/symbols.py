@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
 
 from tradeloop.bars.schema import ASSET_CLASSES, infer_asset_class
+from tradeloop.bars.store import write_text_atomic
 from tradeloop.config import Settings
 from tradeloop.errors import InvalidInput
 
@@ -47,8 +46,5 @@ class SymbolTable:
         info = SymbolInfo(symbol, asset_class or current.asset_class, venue or current.venue)
         if table.get(symbol) != {"asset_class": info.asset_class, "venue": info.venue}:
             table[symbol] = {k: v for k, v in asdict(info).items() if k != "symbol"}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
-            tmp.write_text(json.dumps(table, indent=2, sort_keys=True))
-            os.replace(tmp, self.path)
+            write_text_atomic(json.dumps(table, indent=2, sort_keys=True), self.path)
         return info

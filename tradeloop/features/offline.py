@@ -19,9 +19,9 @@ from tradeloop.bars.store import BarStore, write_parquet_atomic
 from tradeloop.bars.symbols import SymbolTable
 from tradeloop.config import Settings
 from tradeloop.features import spec
-from tradeloop.features.batch import compute_features
+from tradeloop.features.batch import feature_matrix
 
-__all__ = ["FeatureTable", "build_series", "feature_path", "read_features"]
+__all__ = ["FeatureTable", "build_series", "feature_frame", "feature_path", "feature_rows", "read_features"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +37,31 @@ def feature_path(settings: Settings, symbol: str, timeframe: str) -> Path:
     return settings.features_dir / f"timeframe={timeframe}" / f"symbol={symbol}" / "features.parquet"
 
 
+def feature_rows(
+    sid: str, ts: pd.Series, values: np.ndarray, created: pd.Timestamp, meta: tuple[float, ...]
+) -> pd.DataFrame:
+    """Offline rows in the one layout both writers use (batch build and live ingest).
+
+    ``values`` holds indicators then channels (float32) per row; ``meta`` the metadata values.
+    """
+    frame = pd.DataFrame(values, columns=[*spec.FEATURE_NAMES, *spec.CHANNELS], copy=False)
+    frame.insert(0, "series_id", sid)
+    frame.insert(1, "ts", pd.DatetimeIndex(ts).as_unit("ns"))
+    frame.insert(2, "created", created)
+    for name, value in zip(spec.METADATA, meta, strict=True):
+        frame[name] = np.float32(value)
+    return frame
+
+
 def feature_frame(bars: pd.DataFrame, symbol: str, timeframe: str, asset_class: str) -> pd.DataFrame:
     """The offline feature rows of one series (warm-up rows dropped)."""
-    table = compute_features(bars).iloc[spec.WARMUP :].reset_index(drop=True)
-    table.insert(0, "series_id", series_id(symbol, timeframe))
-    table.insert(2, "created", pd.Timestamp.now(tz="UTC"))
-    for name, value in zip(spec.METADATA, spec.metadata_values(asset_class, timeframe), strict=True):
-        table[name] = np.float32(value)
-    return table
+    return feature_rows(
+        series_id(symbol, timeframe),
+        bars["ts"].iloc[spec.WARMUP :],
+        feature_matrix(bars)[spec.WARMUP :],
+        pd.Timestamp.now(tz="UTC"),
+        spec.metadata_values(asset_class, timeframe),
+    )
 
 
 def build_series(settings: Settings, symbol: str, timeframe: str) -> FeatureTable:

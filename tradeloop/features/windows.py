@@ -8,13 +8,15 @@ past-only per bar, so a window ending at t holds nothing from after t.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tradeloop.errors import InvalidInput
 from tradeloop.features import spec
 
-__all__ = ["sliding_windows", "window_at"]
+__all__ = ["gather_windows", "sliding_windows", "window_at"]
 
 
 def sliding_windows(channels: np.ndarray, window: int = spec.WINDOW) -> np.ndarray:
@@ -32,3 +34,24 @@ def window_at(channels: np.ndarray, end: int, window: int = spec.WINDOW) -> np.n
     if end < window - 1 or end >= len(channels):
         raise InvalidInput("end", f"bar {end} has no full window of {window} in {len(channels)} bars")
     return channels[end - window + 1 : end + 1]
+
+
+def gather_windows(
+    channels: Sequence[np.ndarray], sid: np.ndarray, row: np.ndarray, window: int
+) -> np.ndarray:
+    """Copy the windows ending at bar ``row[i]`` of series ``sid[i]`` into one (n, W, C) array.
+
+    ``channels[s]`` is series s's (bars, C) matrix. Training batches need contiguous copies of
+    just their windows; copying W row blocks per series is cheaper than fancy-indexing a view.
+    """
+    out = np.empty((len(sid), window, channels[0].shape[1]), dtype=np.float32)
+    for s in np.unique(sid):
+        mask = sid == s
+        start = row[mask] - (window - 1)
+        if len(start) and start.min() < 0:
+            raise InvalidInput(
+                "row", f"series {s} has no full window of {window} before bar {start.min() + window - 1}"
+            )
+        for k in range(window):
+            out[mask, k] = channels[s][start + k]
+    return out
