@@ -43,6 +43,8 @@ demo: $(STAMP)
 	$(TL) features materialize --incremental
 	$(TL) features get EURUSD 1h
 	$(TL) train --preset fast --timeframes 1h,4h --promote
+	@$(TL) models show champion >/dev/null 2>&1 || $(TL) models promote challenger \
+	  --reason "demo: the first model did not earn promotion; served by hand so later stages have a champion"
 	$(TL) models list
 
 bench: $(STAMP)

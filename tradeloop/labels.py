@@ -1,7 +1,8 @@
-"""Labels: the forward log return from close[t] to close[t+h], and its direction.
+"""Labels: the forward log return from close[t] to close[t+h], its direction and its end time.
 
 The label at t uses bars after t by definition, so it never enters a feature; the last ``h``
-bars have no label (NaN / 0) and are dropped from training sets.
+bars have no label (NaN / 0 / NaT) and are dropped from training sets. ``label_end`` is the close
+of bar t+h counted in stored rows: the time the purge (:mod:`tradeloop.splits`) compares.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tradeloop.bars.schema import TIMEFRAMES
 from tradeloop.errors import InvalidInput
+from tradeloop.splits import label_end_times
 
 __all__ = ["direction", "forward_return", "make_labels"]
 
@@ -30,7 +33,23 @@ def direction(returns: np.ndarray) -> np.ndarray:
     return np.sign(np.nan_to_num(returns, nan=0.0)).astype(np.int8)
 
 
-def make_labels(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
-    """``ts``, ``fwd_return`` (float64) and ``direction`` for canonical ``bars``."""
+def make_labels(bars: pd.DataFrame, horizon: int = 1, timeframe: str | None = None) -> pd.DataFrame:
+    """``ts``, ``fwd_return`` (float64), ``direction`` and ``label_end`` (UTC) for canonical ``bars``
+    of one series; its bar length comes from ``timeframe`` or the bars' ``timeframe`` column."""
+    if timeframe is None:
+        found = bars["timeframe"].unique() if "timeframe" in bars else []
+        if len(found) != 1:
+            raise InvalidInput("timeframe", f"labels are per series; bars carry {list(found)!r}")
+        timeframe = str(found[0])
+    if timeframe not in TIMEFRAMES:
+        raise InvalidInput("timeframe", f"{timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
     ret = forward_return(bars["close"].to_numpy(), horizon)
-    return pd.DataFrame({"ts": bars["ts"].to_numpy(), "fwd_return": ret, "direction": direction(ret)})
+    end = label_end_times(bars["ts"], horizon, TIMEFRAMES[timeframe].delta)
+    return pd.DataFrame(
+        {
+            "ts": bars["ts"].to_numpy(),
+            "fwd_return": ret,
+            "direction": direction(ret),
+            "label_end": pd.DatetimeIndex(end).tz_localize("UTC"),
+        }
+    )

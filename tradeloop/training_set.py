@@ -2,8 +2,13 @@
 
 Rows come from the bar store (one per bar with a label), features from Feast's
 ``get_historical_features``, so each row gets the newest feature row stamped at or before its
-own timestamp and nothing later. The split is by time for all series together, with a purge gap
-of ``horizon`` bars (:func:`tradeloop.splits.time_split`).
+own timestamp and nothing later. The split is by time for all series together with the one purge
+rule the trainer uses (:func:`tradeloop.splits.time_split`): a row trains only when its label, the
+close of bar t+h counted in the series' stored rows, has ended by the cutoff.
+
+The trainer itself (``training.datasets``) reads the same offline Parquet directly rather than
+through Feast: Feast's embedded offline stores cannot join a full training set in memory (see
+DESIGN's measured facts). Both give identical rows, labels, values and splits (a test checks it).
 
 Cost on the embedded default: Feast's file (dask) offline store joins every entity row with
 every feature row of its series and filters afterwards, so one call costs rows × history.
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tradeloop.bars.schema import TIMEFRAMES, parse_series_id
+from tradeloop.bars.schema import parse_series_id
 from tradeloop.bars.store import BarStore
 from tradeloop.config import Settings
 from tradeloop.errors import UnknownSeries
@@ -31,8 +36,8 @@ __all__ = ["TrainingSet", "label_rows", "training_set"]
 
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
-    """``frame``: series_id, event_timestamp, fwd_return, direction and the features; ``split``
-    masks its rows (train / purged / test)."""
+    """``frame``: series_id, event_timestamp, fwd_return, direction, label_end and the features;
+    ``split`` masks its rows (train / purged / test)."""
 
     frame: pd.DataFrame
     split: TimeSplit
@@ -47,7 +52,7 @@ def label_rows(
     end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One row per stored bar with a label (in ``[start, end]`` when given): series_id,
-    event_timestamp, fwd_return, direction."""
+    event_timestamp, fwd_return, direction, label_end."""
     store, parts = BarStore(settings), []
     for sid in series:
         symbol, timeframe = parse_series_id(sid)
@@ -61,7 +66,7 @@ def label_rows(
             labels = labels.loc[labels["ts"] <= end]
         parts.append(labels.rename(columns={"ts": "event_timestamp"}).assign(series_id=sid))
     frame = pd.concat(parts, ignore_index=True)
-    return frame[["series_id", "event_timestamp", "fwd_return", "direction"]]
+    return frame[["series_id", "event_timestamp", "fwd_return", "direction", "label_end"]]
 
 
 def training_set(
@@ -85,8 +90,7 @@ def training_set(
     parts = [historical_features(store, rows.iloc[i : i + chunk]) for i in range(0, len(rows), chunk)]
     frame = pd.concat(parts, ignore_index=True)
     frame = frame.sort_values(["event_timestamp", "series_id"], kind="stable").reset_index(drop=True)
-    bar_length = frame["series_id"].map(lambda s: TIMEFRAMES[parse_series_id(s)[1]].delta)
     split = time_split(
-        frame["event_timestamp"], bar_length, test_fraction=test_fraction, horizon=horizon, cutoff=cutoff
+        frame["event_timestamp"], frame["label_end"], test_fraction=test_fraction, cutoff=cutoff
     )
     return TrainingSet(frame=frame, split=split)

@@ -34,6 +34,7 @@ __all__ = [
     "load_state",
     "onnx_scores",
     "train_per_worker",
+    "verify_onnx",
 ]
 
 ONNX_TOLERANCE = 1e-4
@@ -228,11 +229,9 @@ def model_from_state(state: dict[str, np.ndarray], width: int) -> WindowCNN:
 def export_onnx(model: WindowCNN, path: Path, held_out: np.ndarray) -> float:
     """Write ONNX (dynamic batch) and return the max abs diff to PyTorch on ``held_out`` windows.
 
-    Raises :class:`DataQualityError` above :data:`ONNX_TOLERANCE`: a bundle whose exported model
-    disagrees with the trained one must never be registered.
+    Raises :class:`DataQualityError` above :data:`ONNX_TOLERANCE` (see :func:`verify_onnx`): a
+    bundle whose exported model disagrees with the trained one must never be registered.
     """
-    import onnxruntime as ort
-
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.from_numpy(held_out[:2])
     torch.onnx.export(
@@ -245,10 +244,29 @@ def export_onnx(model: WindowCNN, path: Path, held_out: np.ndarray) -> float:
         opset_version=17,
         dynamo=False,
     )
+    return verify_onnx(model, path, held_out)
+
+
+def verify_onnx(model: WindowCNN, path: Path, windows: np.ndarray) -> float:
+    """Max abs diff between ONNX Runtime on ``path`` and ``model`` over ``windows`` (B, W, C).
+
+    Raises :class:`DataQualityError` when the file cannot be loaded or run, when its output is not
+    one score per window, or when the diff is above :data:`ONNX_TOLERANCE` (or NaN).
+    """
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = onnx_scores(session, windows)
+    except Exception as exc:  # onnxruntime raises its own pybind error types
+        raise DataQualityError(f"ONNX file {path.name} cannot be loaded or run: {exc}") from exc
     with torch.no_grad():
-        expected = model(torch.from_numpy(held_out)).numpy()
-    got = onnx_scores(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), held_out)
-    diff = float(np.max(np.abs(expected - got))) if len(held_out) else 0.0
+        expected = model(torch.from_numpy(windows)).numpy()
+    if got.shape != expected.shape:
+        raise DataQualityError(
+            f"ONNX file {path.name} outputs shape {got.shape}, expected {expected.shape} (one per window)"
+        )
+    diff = float(np.max(np.abs(expected - got))) if len(windows) else 0.0
     if not diff <= ONNX_TOLERANCE:
         raise DataQualityError(f"ONNX export of {path.name} differs from PyTorch by {diff:.3g}")
     return diff

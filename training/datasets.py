@@ -5,15 +5,20 @@ over the per-bar channels, gathered per batch), its indicators, its market metad
 the forward log return over h bars. Rows come from the offline feature Parquet when it is current,
 else from the same ``tradeloop.features`` code in memory, so both give identical rows.
 
-:func:`plan` cuts time for all series together (``tradeloop.splits`` semantics, purge of h bars
-measured with each row's real label bar, so a gap in the data cannot hide a leak):
+:func:`plan` lays out time with the one purge rule of :mod:`tradeloop.splits` (a row trains only
+when its label, the close of bar t+h counted in its own rows, has ended by the cut). Each CNN
+market group gets its own time plan inside its own period, so groups whose data cover different
+years (equities 2004–2013, crypto 2021–2023) each train and validate a CNN:
 
-    |---- CNN fit ----|- CNN val -|-- XGB train --|-- fold 1 --|-- fold 2 --|-- fold 3 --|
-                                  ^ cnn_cutoff: only rows from here on ever get CNN scores
+    group g: |---- CNN fit ----|- CNN val -|---------- XGBoost rows (out-of-sample CNN scores) ---|
+                                           ^ cnn_cutoffs[g]
 
-The CNN never sees a row at or after ``cnn_cutoff``; XGBoost only sees rows from there on, so its
-CNN input is always an out-of-sample score. Each fold's XGBoost trains on XGB rows whose labels end
-before the fold starts (expanding window) and is tested on the fold.
+XGBoost's walk-forward folds are global by time: fold k tests rows in [start, end) and trains on
+XGBoost rows of any series whose labels ended by ``start``. Fold boundaries are placed inside each
+*period cluster* (series whose XGBoost periods overlap), ``folds`` per cluster, so a mix of
+disjoint periods is tested inside each period rather than on whichever period is largest. A test
+row whose timeframe group has no training row in its fold is not scored there (there is no model
+to score it); a group never tested in any fold is an error naming it.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from tradeloop.features import spec
 from tradeloop.features.offline import feature_frame, read_features
 from tradeloop.features.windows import gather_windows
 from tradeloop.labels import make_labels
-from tradeloop.splits import time_split
+from tradeloop.splits import ended_by, label_end_times
 
 __all__ = [
+    "MIN_STAGE_ROWS",
     "TF_GROUPS",
     "Dataset",
     "Fold",
@@ -58,6 +64,7 @@ TF_GROUPS: dict[str, str] = {
     "1d": "day",
     "1w": "day",
 }
+MIN_STAGE_ROWS = 20  # fewest samples a group needs in each of CNN fit, CNN validation and XGBoost
 TARGET_CLIP = 8.0  # z-scored targets beyond ±8 are clipped (flat stretches make rvol tiny)
 _RVOL = spec.FEATURE_NAMES.index("rvol_20")
 
@@ -84,6 +91,8 @@ class SeriesData:
     channels: np.ndarray  # (n, C) float32
     metadata: np.ndarray  # (len(METADATA),) float32
     fwd_return: np.ndarray  # (n,) float64, NaN for the last h rows
+    ret1: np.ndarray  # (n,) float64 log(close[r+1] / close[r]), NaN for the last row (backtest P&L)
+    label_end: np.ndarray  # (n,) datetime64[ns] close of bar r+h (NaT for the last h rows)
 
     @property
     def series_id(self) -> str:
@@ -100,7 +109,7 @@ class Dataset:
     sid: np.ndarray  # int32 series index
     row: np.ndarray  # int32 feature row (the window's last bar)
     ts: np.ndarray  # datetime64[ns] bar open time
-    label_bar: np.ndarray  # datetime64[ns] open time of the bar whose close ends the label
+    label_end: np.ndarray  # datetime64[ns] close of bar t+h (counted in rows): the purge compares it
     y: np.ndarray  # float64 forward log return
     scale: np.ndarray  # float64 past-only volatility that turns returns into z-scores
     data_hash: str = field(default="")
@@ -175,7 +184,8 @@ def _series_data(
     expected = bars["ts"].iloc[spec.WARMUP :].reset_index(drop=True)
     if len(table) != len(expected) or not table["ts"].reset_index(drop=True).equals(expected):
         table = feature_frame(bars, symbol, timeframe, asset_class)  # offline file missing or stale
-    labels = make_labels(bars, horizon).iloc[spec.WARMUP :]
+    labels = make_labels(bars, horizon, timeframe).iloc[spec.WARMUP :]
+    one_bar = make_labels(bars, 1, timeframe).iloc[spec.WARMUP :]
     return SeriesData(
         symbol=symbol,
         timeframe=timeframe,
@@ -185,6 +195,8 @@ def _series_data(
         channels=np.ascontiguousarray(table[list(spec.CHANNELS)].to_numpy(dtype=np.float32)),
         metadata=np.asarray(spec.metadata_values(asset_class, timeframe), dtype=np.float32),
         fwd_return=labels["fwd_return"].to_numpy(dtype=np.float64),
+        ret1=one_bar["fwd_return"].to_numpy(dtype=np.float64),
+        label_end=label_end_times(table["ts"], horizon, TIMEFRAMES[timeframe].delta),
     )
 
 
@@ -213,7 +225,7 @@ def load_dataset(
                 f"({spec.WARMUP} warm-up + {window} window + {horizon} label)",
             )
         series.append(_series_data(settings, sym, tf, frame, horizon))
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("sid", "row", "ts", "label_bar", "y", "scale")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("sid", "row", "ts", "label_end", "y", "scale")}
     digest = hashlib.sha256()
     for i, s in enumerate(series):
         n = len(s.ts)
@@ -223,7 +235,7 @@ def load_dataset(
         parts["sid"].append(np.full(len(rows), i, dtype=np.int32))
         parts["row"].append(rows)
         parts["ts"].append(s.ts[rows])
-        parts["label_bar"].append(s.ts[rows + horizon])
+        parts["label_end"].append(s.label_end[rows])
         parts["y"].append(s.fwd_return[rows])
         parts["scale"].append(np.maximum(np.nan_to_num(rvol, nan=0.0), 1e-6) * np.sqrt(horizon))
         for chunk in (s.series_id.encode(), s.ts.view(np.int64), s.indicators, s.channels, s.fwd_return):
@@ -234,20 +246,21 @@ def load_dataset(
 
 @dataclass(frozen=True)
 class Fold:
-    """One walk-forward window: test rows in [start, end), train rows labelled before start."""
+    """One walk-forward window: test rows in [start, end), train rows whose labels ended by start."""
 
     index: int
     start: pd.Timestamp
     end: pd.Timestamp
     train: np.ndarray
     test: np.ndarray
+    untested: dict[str, int] = field(default_factory=dict)  # xgb group → rows left unscored here
 
 
 @dataclass(frozen=True)
 class Plan:
     """Boolean sample masks of every stage (see the module docstring for the picture)."""
 
-    cnn_cutoff: pd.Timestamp
+    cnn_cutoffs: dict[str, pd.Timestamp]
     cnn_fit: np.ndarray
     cnn_val: np.ndarray
     xgb: np.ndarray
@@ -257,45 +270,122 @@ class Plan:
     def cnn_train(self) -> np.ndarray:
         return self.cnn_fit | self.cnn_val
 
+    @property
+    def test(self) -> np.ndarray:
+        """Every sample some fold scores."""
+        out = np.zeros_like(self.xgb)
+        for fold in self.folds:
+            out |= fold.test
+        return out
 
-def _split(data: Dataset, cutoff: pd.Timestamp, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) at ``cutoff`` with each row's real label bar as its purge (see tradeloop.splits)."""
-    ts = pd.Series(pd.DatetimeIndex(data.ts, tz="UTC"))
-    spacing = pd.Series(pd.to_timedelta(data.label_bar - data.ts)) / data.horizon
-    try:
-        split = time_split(ts, spacing, horizon=data.horizon, cutoff=cutoff)
-    except InvalidInput as exc:
-        raise InvalidInput("split", f"{what}: {exc.reason}") from exc
-    return split.train, split.test
+
+def _ns(stamp: pd.Timestamp) -> np.datetime64:
+    return np.datetime64(stamp.tz_convert("UTC").tz_localize(None).as_unit("ns"))
+
+
+def _at(values: np.ndarray, q: float) -> pd.Timestamp:
+    return pd.Timestamp(int(np.quantile(values.view(np.int64), q, method="higher")), tz="UTC")
+
+
+def _span(ts: np.ndarray) -> str:
+    return f"{pd.Timestamp(ts.min()):%Y-%m-%d}–{pd.Timestamp(ts.max()):%Y-%m-%d}" if len(ts) else "no rows"
+
+
+def _cnn_plan(
+    data: Dataset, in_group: np.ndarray, group: str, cnn_fraction: float, val_fraction: float
+) -> tuple[pd.Timestamp, np.ndarray, np.ndarray, np.ndarray]:
+    """(cutoff, fit, val, xgb) masks of one CNN market group, cut inside the group's own period."""
+    n = int(in_group.sum())
+    smallest = min(cnn_fraction * (1 - val_fraction), cnn_fraction * val_fraction, 1 - cnn_fraction)
+    need = int(np.ceil(MIN_STAGE_ROWS / smallest)) + 2 * data.horizon
+
+    def short(what: str, have: int) -> InvalidInput:
+        return InvalidInput(
+            "split",
+            f"cnn group {group!r} has {n:,} samples ({_span(data.ts[in_group])}) and {have:,} {what} rows; "
+            f"it needs at least {MIN_STAGE_ROWS} rows in each of CNN fit, CNN validation and XGBoost, "
+            f"about {need:,} samples at cnn_fraction={cnn_fraction}, cnn_val_fraction={val_fraction}",
+        )
+
+    idx = np.flatnonzero(in_group)
+    ts, ends = data.ts[idx], data.label_end[idx]
+    cutoff = _at(ts, cnn_fraction)
+    train = ended_by(ends, cutoff)
+    later = ts >= _ns(cutoff)
+    if train.sum() < MIN_STAGE_ROWS or later.sum() < MIN_STAGE_ROWS:
+        raise short("CNN" if train.sum() < MIN_STAGE_ROWS else "XGBoost", int(min(train.sum(), later.sum())))
+    val_cut = _at(ts[train], 1.0 - val_fraction)
+    fit = train & ended_by(ends, val_cut)
+    val = train & (ts >= _ns(val_cut))
+    for what, mask in (("CNN fit", fit), ("CNN validation", val)):
+        if mask.sum() < MIN_STAGE_ROWS:
+            raise short(what, int(mask.sum()))
+    out = [np.zeros(len(data), dtype=bool) for _ in range(3)]
+    for full, part in zip(out, (fit, val, later), strict=True):
+        full[idx[part]] = True
+    return cutoff, out[0], out[1], out[2]
+
+
+def _clusters(data: Dataset, xgb: np.ndarray) -> list[np.ndarray]:
+    """XGBoost rows grouped into period clusters: series whose XGBoost periods overlap."""
+    spans = []
+    for s in np.unique(data.sid[xgb]):
+        ts = data.ts[xgb & (data.sid == s)]
+        spans.append((ts.min(), ts.max(), s))
+    spans.sort()
+    clusters: list[list[int]] = []
+    end = None
+    for first, last, s in spans:
+        if end is None or first > end:
+            clusters.append([])
+            end = last
+        clusters[-1].append(int(s))
+        end = max(end, last)
+    return [xgb & np.isin(data.sid, members) for members in clusters]
 
 
 def plan(data: Dataset, *, cnn_fraction: float, val_fraction: float, folds: int) -> Plan:
-    """Cut time for all series together; raises :class:`InvalidInput` for any empty stage."""
+    """Cut time per CNN group and into global walk-forward folds; :class:`InvalidInput` names any
+    group that truly lacks data (its rows and the rows it needs)."""
     if folds < 1:
         raise InvalidInput("folds", f"need at least one walk-forward fold, got {folds}")
-    ts = data.ts.view(np.int64)
-
-    def at(values: np.ndarray, q: float) -> pd.Timestamp:
-        return pd.Timestamp(int(np.quantile(values, q, method="higher")), tz="UTC")
-
-    cnn_cutoff = at(ts, cnn_fraction)
-    cnn_train, xgb = _split(data, cnn_cutoff, "CNN period")
-    val_cut = at(ts[cnn_train], 1.0 - val_fraction)
-    cnn_fit, after_val = _split(data, val_cut, "CNN validation")
-    cnn_fit &= cnn_train
-    cnn_val = after_val & cnn_train
-    bounds = [at(ts[xgb], j / (folds + 1)) for j in range(1, folds + 1)]
-    end = pd.Timestamp(int(ts.max()) + 1, tz="UTC")
+    cnn_groups, xgb_groups = data.group_of("cnn"), data.group_of("xgb")
+    cutoffs: dict[str, pd.Timestamp] = {}
+    cnn_fit, cnn_val, xgb = (np.zeros(len(data), dtype=bool) for _ in range(3))
+    for group in sorted(set(cnn_groups)):
+        cutoff, fit, val, later = _cnn_plan(data, cnn_groups == group, group, cnn_fraction, val_fraction)
+        cutoffs[group] = cutoff
+        cnn_fit |= fit
+        cnn_val |= val
+        xgb |= later
+    windows: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for cluster in _clusters(data, xgb):
+        ts = data.ts[cluster]
+        bounds = [_at(ts, j / (folds + 1)) for j in range(1, folds + 1)]
+        bar = min(TIMEFRAMES[data.series[s].timeframe].delta for s in np.unique(data.sid[cluster]))
+        end = pd.Timestamp(int(ts.view(np.int64).max()), tz="UTC") + bar  # close of the last bar
+        windows += [(b, bounds[k + 1] if k + 1 < len(bounds) else end) for k, b in enumerate(bounds)]
     out = []
-    for k, start in enumerate(bounds):
-        stop = bounds[k + 1] if k + 1 < len(bounds) else end
-        train, after = _split(data, start, f"fold {k + 1}")
-        test = after & (ts < stop.value)
-        train &= xgb
-        if not train.any() or not test.any():
-            raise InvalidInput("split", f"fold {k + 1} [{start}, {stop}) has an empty train or test set")
-        out.append(Fold(k + 1, start, stop, train, test))
-    for name, mask in (("CNN fit", cnn_fit), ("CNN validation", cnn_val), ("XGBoost", xgb)):
-        if not mask.any():
-            raise InvalidInput("split", f"the {name} set is empty; add data or use fewer folds")
-    return Plan(cnn_cutoff, cnn_fit, cnn_val, xgb, tuple(out))
+    for start, stop in sorted(windows):
+        train = xgb & ended_by(data.label_end, start)
+        test = xgb & (data.ts >= _ns(start)) & (data.ts < _ns(stop))
+        untested: dict[str, int] = {}
+        for group in sorted(set(xgb_groups[test])):
+            if not (train & (xgb_groups == group)).any():
+                untested[group] = int((test & (xgb_groups == group)).sum())
+                test &= xgb_groups != group
+        if not test.any():
+            continue
+        out.append(Fold(len(out) + 1, start, stop, train, test, untested))
+    if not out:
+        raise InvalidInput("split", "no walk-forward fold has both training and test rows; add data")
+    tested = set(xgb_groups[np.logical_or.reduce([f.test for f in out])])
+    for group in sorted(set(xgb_groups[xgb]) - tested):
+        rows = xgb & (xgb_groups == group)
+        raise InvalidInput(
+            "split",
+            f"timeframe group {group!r} has {int(rows.sum()):,} XGBoost rows ({_span(data.ts[rows])}) "
+            f"but none in a walk-forward fold after earlier rows of its group; it needs data before "
+            f"and after a fold boundary (at least {MIN_STAGE_ROWS} rows each)",
+        )
+    return Plan(cutoffs, cnn_fit, cnn_val, xgb, tuple(out))

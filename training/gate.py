@@ -1,23 +1,32 @@
-"""The promotion gate: a challenger replaces the champion only if it wins on the same windows.
+"""The promotion gate: a model serves only after it has earned it, with its numbers recorded.
 
-Both bundles carry their per-fold walk-forward metrics (``bundle.json`` → ``evaluation``). The
-gate compares the folds whose window (start, end) and series set are identical in both. A retrain
-on new data has other windows: then, given the challenger's training result, the champion's own
-artifacts are re-scored on the challenger's test rows after the champion's data
-(:mod:`training.rescore`), and the two are compared on exactly those rows. With neither, the
-bundles are not comparable and nothing is promoted. The challenger must beat the
-champion's mean over the common folds by each configured margin. Every decision, with its numbers,
-is returned as flat tags for the registry.
+Two questions, one answer each:
+
+* **A first champion** (no ``champion`` alias yet) must beat, out of sample on the walk-forward
+  test rows, always-long, persistence and its own shuffled-label control on directional accuracy,
+  and its rank IC's block-bootstrap interval must lie above 0 (the numbers come from
+  ``evaluation.criteria``, computed at training time on row level). Beating always-long's Sharpe
+  after costs is an optional extra (``GateConfig.gate_on_sharpe``). A model that fails stays
+  challenger; only ``tradeloop models promote`` (recorded as manual) can serve it.
+* **A challenger against the champion** is compared fold by fold on the same walk-forward windows.
+  Stored folds are compared only when both evaluations were made under the same context (horizon,
+  W, cost model, label definition, feature spec version, metric rules, series); otherwise the
+  champion's own artifacts are re-scored on the challenger's rows (:mod:`training.rescore`) or the
+  pair is refused with the reason. For each gated metric, a fold where either side is undefined
+  or NaN is not comparable (never a win); over the comparable folds the challenger must beat the
+  champion by the margin on average and on at least half of them.
+
+Only MLflow's "no such alias" means "no champion": any other registry failure raises
+:class:`~tradeloop.errors.ModelNotReady` out of :func:`register_and_gate` before anything moves.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from tradeloop.bundle import verify_bundle
 from tradeloop.registry import CHAMPION, ModelVersionInfo, Registry
@@ -25,16 +34,23 @@ from tradeloop.registry import CHAMPION, ModelVersionInfo, Registry
 if TYPE_CHECKING:
     from training.job import TrainResult
 
-__all__ = ["Decision", "GateConfig", "decide", "register_and_gate"]
+__all__ = ["CONTEXT_KEYS", "Decision", "GateConfig", "decide", "first_champion", "register_and_gate"]
+
+# What must match before two stored evaluations' folds say anything about each other.
+CONTEXT_KEYS = ("horizon", "window", "label", "spec_version", "cost_bps", "metric_rules", "series")
+FIRST_CHAMPION_BASELINES = ("always_long", "persistence", "shuffled_control")
 
 
 @dataclass(frozen=True, slots=True)
 class GateConfig:
-    """Margins the challenger must clear on every metric (mean over the common folds)."""
+    """Margins a challenger must clear against the champion, and what a first champion needs."""
 
     margins: dict[str, float] = field(
         default_factory=lambda: {"directional_accuracy": 0.005, "ic": 0.0, "sharpe": 0.0}
     )
+    min_win_share: float = 0.5  # share of comparable folds the challenger must win by the margin
+    gate_on_sharpe: bool = False  # first champion must also beat always-long's Sharpe after costs
+    edge_interval: bool = False  # first champion's accuracy edges need intervals above 0, not points
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class Decision:
     folds: list[int]
     margins: dict[str, float]
     basis: str = "stored walk-forward folds"
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def tags(self) -> dict[str, str]:
         """Flat ``gate.*`` tags for MLflow (values as text)."""
@@ -56,52 +73,168 @@ class Decision:
         out["gate.folds"] = ",".join(map(str, self.folds))
         for side, numbers in (("challenger", self.challenger), ("champion", self.champion)):
             for metric, value in numbers.items():
-                out[f"gate.{side}.{metric}"] = "none" if value is None else f"{value:.6g}"
+                out[f"gate.{side}.{metric}"] = _fmt(value, ".6g")
         for metric, margin in self.margins.items():
             out[f"gate.margin.{metric}"] = f"{margin:g}"
+        for check in self.checks:
+            out[f"gate.check.{check['name']}"] = ("pass " if check["passed"] else "fail ") + check["detail"]
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def _windows(evaluation: dict[str, Any]) -> dict[tuple[str, str, tuple[str, ...]], dict[str, Any]]:
-    series = tuple(sorted(evaluation["series"]))
-    metrics = {m["fold"]: m for m in evaluation["model_folds"]}
-    return {
-        (f["start"], f["end"], series): metrics[f["fold"]] | {"fold": f["fold"]} for f in evaluation["folds"]
-    }
+    def lines(self) -> list[str]:
+        """The reasoning, one line per check, for the CLI and the job summary."""
+        head = f"gate ({self.basis}): {'PROMOTE' if self.promote else 'KEEP'} — {self.reason}"
+        return [head, *(f"  {'pass' if c['passed'] else 'FAIL'}  {c['detail']}" for c in self.checks)]
 
 
-def _mean(folds: list[dict[str, Any]], metric: str) -> float | None:
-    values = [f[metric] for f in folds if f.get(metric) is not None]
-    return float(np.mean(values)) if values else None
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return format(value, spec) if _finite(value) else "undefined"
+
+
+def first_champion(evaluation: dict[str, Any], config: GateConfig | None = None) -> Decision:
+    """Judge a would-be first champion on its own out-of-sample criteria (no champion exists)."""
+    config = config or GateConfig()
+    crit = evaluation.get("criteria")
+    margins = dict(config.margins)
+    basis = "first champion: out-of-sample criteria"
+    if not crit:
+        return Decision(
+            False, "not comparable: the bundle has no out-of-sample criteria", {}, {}, [], margins, basis
+        )
+    checks: list[dict[str, Any]] = []
+    level = f"{crit['level']:.0%}"
+    accuracy = crit["accuracy"]
+    for baseline in FIRST_CHAMPION_BASELINES:
+        edge = crit["accuracy_edge"].get(baseline, {})
+        value = edge.get("low") if config.edge_interval else edge.get("edge")
+        passed = _finite(value) and value > 0
+        checks.append(
+            {
+                "name": f"accuracy_vs_{baseline}",
+                "passed": passed,
+                "detail": f"directional accuracy {_fmt(accuracy.get('model'))} vs {baseline} "
+                f"{_fmt(accuracy.get(baseline))}: edge {_fmt(edge.get('edge'), '+.4f')} "
+                f"[{_fmt(edge.get('low'), '+.4f')}, {_fmt(edge.get('high'), '+.4f')}] "
+                f"({level} block bootstrap)",
+            }
+        )
+    ric = crit["rank_ic"]
+    checks.append(
+        {
+            "name": "rank_ic_interval",
+            "passed": _finite(ric.get("low")) and ric["low"] > 0,
+            "detail": f"rank IC {_fmt(ric.get('value'))} with {level} interval "
+            f"[{_fmt(ric.get('low'))}, {_fmt(ric.get('high'))}] must lie above 0",
+        }
+    )
+    sharpe = crit["sharpe"]
+    beats = _finite(sharpe.get("model")) and _finite(sharpe.get("always_long"))
+    beats = beats and sharpe["model"] > sharpe["always_long"]
+    checks.append(
+        {
+            "name": "sharpe_vs_always_long",
+            "passed": beats or not config.gate_on_sharpe,
+            "detail": f"Sharpe after costs {_fmt(sharpe.get('model'), '.2f')} vs always-long "
+            f"{_fmt(sharpe.get('always_long'), '.2f')} "
+            f"({'gated' if config.gate_on_sharpe else 'reported only'})",
+        }
+    )
+    failed = [c["name"] for c in checks if not c["passed"]]
+    reason = (
+        "first champion: beats always-long, persistence and its shuffled control out of sample"
+        if not failed
+        else "first champion not earned: fails " + ", ".join(failed)
+    )
+    numbers = {"directional_accuracy": accuracy.get("model"), "rank_ic": ric.get("value")}
+    numbers |= {"rank_ic_low": ric.get("low"), "sharpe": sharpe.get("model")}
+    rows = f"{crit['rows']:,} test rows {crit['start']} → {crit['end']}"
+    checks.append({"name": "rows", "passed": True, "detail": f"computed on {rows}"})
+    return Decision(
+        not failed, reason, numbers, {}, [f["fold"] for f in evaluation["folds"]], margins, basis, checks
+    )
+
+
+def context_mismatch(challenger: dict[str, Any], champion: dict[str, Any]) -> str | None:
+    """Why two evaluations' stored folds cannot be compared directly, or None when they can."""
+    ours, theirs = challenger.get("context"), champion.get("context")
+    if not ours or not theirs:
+        return "the champion's evaluation records no context (made by an older tradeloop)"
+    for key in CONTEXT_KEYS:
+        if ours.get(key) != theirs.get(key):
+            return f"{key} differs ({theirs.get(key)!r} vs {ours.get(key)!r})"
+    return None
+
+
+def _fold_table(evaluation: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    metrics = {m["fold"]: m for m in evaluation["predictors"]["model"]}
+    return {(f["start"], f["end"]): metrics[f["fold"]] for f in evaluation["folds"]}
+
+
+def compare_folds(
+    challenger: dict[str, Any], champion: dict[str, Any], config: GateConfig | None = None, *, basis: str
+) -> Decision:
+    """Fold-by-fold comparison of two evaluations made on the same windows."""
+    config = config or GateConfig()
+    margins = dict(config.margins)
+    mine, theirs = _fold_table(challenger), _fold_table(champion)
+    common = sorted(set(mine) & set(theirs))
+    if not common:
+        return Decision(False, "not comparable: no common walk-forward window", {}, {}, [], margins, basis)
+    checks: list[dict[str, Any]] = []
+    ours_mean: dict[str, float | None] = {}
+    theirs_mean: dict[str, float | None] = {}
+    for metric, margin in margins.items():
+        pairs = [
+            (mine[k]["fold"], mine[k].get(metric), theirs[k].get(metric))
+            for k in common
+            if _finite(mine[k].get(metric)) and _finite(theirs[k].get(metric))
+        ]
+        if not pairs:
+            ours_mean[metric] = theirs_mean[metric] = None
+            checks.append(
+                {"name": metric, "passed": False, "detail": f"{metric}: not comparable on any common fold"}
+            )
+            continue
+        diffs = [a - b for _, a, b in pairs]
+        wins = sum(d >= margin for d in diffs)
+        mean_diff = sum(diffs) / len(diffs)
+        ours_mean[metric] = sum(a for _, a, _ in pairs) / len(pairs)
+        theirs_mean[metric] = sum(b for _, _, b in pairs) / len(pairs)
+        passed = mean_diff >= margin and wins >= config.min_win_share * len(pairs)
+        skipped = len(common) - len(pairs)
+        checks.append(
+            {
+                "name": metric,
+                "passed": passed,
+                "detail": f"{metric}: challenger {ours_mean[metric]:.4f} "
+                f"vs champion {theirs_mean[metric]:.4f}, "
+                f"mean paired difference {mean_diff:+.4f} (margin {margin:g}), won {wins}/{len(pairs)} folds"
+                + (f"; {skipped} fold(s) not comparable" if skipped else ""),
+            }
+        )
+    failed = [c["name"] for c in checks if not c["passed"]]
+    reason = "beats the champion fold by fold on every metric" if not failed else "fails " + ", ".join(failed)
+    folds = [mine[k]["fold"] for k in common]
+    return Decision(not failed, reason, ours_mean, theirs_mean, folds, margins, basis, checks)
 
 
 def decide(
     challenger: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig | None = None
 ) -> Decision:
     """Decide on ``challenger`` against ``champion`` (their bundle manifests' ``evaluation``)."""
-    config = config or GateConfig()
-    margins = dict(config.margins)
     if champion is None:
-        ours = list(_windows(challenger).values())
-        numbers = {m: _mean(ours, m) for m in margins}
-        return Decision(True, "no champion yet", numbers, {}, [f["fold"] for f in ours], margins)
-    mine, theirs = _windows(challenger), _windows(champion)
-    common = sorted(set(mine) & set(theirs))
-    if not common:
-        return Decision(False, "not comparable: no common walk-forward window", {}, {}, [], margins)
-    ours = [mine[k] for k in common]
-    other = [theirs[k] for k in common]
-    a = {m: _mean(ours, m) for m in margins}
-    b = {m: _mean(other, m) for m in margins}
-    failed = []
-    for metric, margin in margins.items():
-        if a[metric] is None or (b[metric] is not None and a[metric] < b[metric] + margin):
-            failed.append(f"{metric} {_fmt(a[metric])} < {_fmt(b[metric])} + {margin:g}")
-    reason = "beats the champion on every metric" if not failed else "; ".join(failed)
-    return Decision(not failed, reason, a, b, [f["fold"] for f in ours], margins)
+        return first_champion(challenger, config)
+    mismatch = context_mismatch(challenger, champion)
+    if mismatch:
+        margins = dict((config or GateConfig()).margins)
+        return Decision(False, f"not comparable: {mismatch}", {}, {}, [], margins)
+    return compare_folds(challenger, champion, config, basis="stored walk-forward folds")
 
 
 def _rescored(
@@ -109,25 +242,12 @@ def _rescored(
 ) -> Decision:
     from training.rescore import rescore
 
-    outcome = rescore(champion_dir, champion, result, cost_bps=result.prepared.request.preset.cost_bps)
+    outcome = rescore(champion_dir, champion, result)
     basis = "champion re-scored on the challenger's windows"
     if isinstance(outcome, str):
         margins = dict((config or GateConfig()).margins)
         return Decision(False, f"not comparable: {outcome}", {}, {}, [], margins, basis)
-    decision = decide(outcome[0], outcome[1], config)
-    return Decision(
-        decision.promote,
-        decision.reason,
-        decision.challenger,
-        decision.champion,
-        decision.folds,
-        decision.margins,
-        basis,
-    )
-
-
-def _fmt(value: float | None) -> str:
-    return "none" if value is None else f"{value:.4f}"
+    return compare_folds(outcome[0], outcome[1], config, basis=basis)
 
 
 def register_and_gate(
@@ -139,11 +259,12 @@ def register_and_gate(
     config: GateConfig | None = None,
     result: TrainResult | None = None,
 ) -> tuple[ModelVersionInfo, Decision]:
-    """Register a bundle as ``challenger``, judge it against the champion, record the decision.
+    """Register a bundle as ``challenger``, judge it, record the decision, promote if earned.
 
     With ``promote`` the ``champion`` alias moves when the gate says so; without it the decision
-    is only recorded (a dry run that still leaves its numbers on the version). ``result`` (the
-    challenger's training run) lets the gate re-score the champion when their windows differ.
+    is only recorded. ``result`` (the challenger's training run) lets the gate re-score the
+    champion when the two evaluations' contexts or windows differ. A registry that fails for any
+    reason other than "no champion alias" raises ``ModelNotReady``: nothing is promoted.
     """
     manifest = verify_bundle(bundle_dir)
     params = {"preset": manifest["preset"]["name"], "shuffled_labels": manifest["shuffled_labels"]}
@@ -152,7 +273,7 @@ def register_and_gate(
         f"{name}.{key}": value
         for name, overall in manifest["metrics"].items()
         for key, value in overall.items()
-        if isinstance(value, int | float) and value is not None
+        if _finite(value)
     }
     version = registry.register(
         bundle_dir,

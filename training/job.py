@@ -24,11 +24,21 @@ import pandas as pd
 
 from tradeloop.config import Settings
 from tradeloop.errors import InvalidInput
+from tradeloop.features import spec
 from training import cnn, xgb
 from training.datasets import Dataset, Plan, load_dataset, plan, resolve_series
 from training.presets import Preset
 
-__all__ = ["HEALTH_CHECK_ENV", "Prepared", "TrainRequest", "TrainResult", "prepare", "ray_session", "run"]
+__all__ = [
+    "HEALTH_CHECK_ENV",
+    "Prepared",
+    "TrainRequest",
+    "TrainResult",
+    "prepare",
+    "ray_session",
+    "run",
+    "shuffled_within",
+]
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_S = "0.05"  # Ray V2 paces each report by this poll interval (default 2 s)
@@ -55,7 +65,7 @@ class Prepared:
     request: TrainRequest
     data: Dataset
     plan: Plan
-    target: np.ndarray  # z-scored labels the models fit (permuted in a control run)
+    target: np.ndarray  # z-scored labels the models fit (permuted within training rows in a control run)
 
 
 @dataclass
@@ -83,29 +93,39 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         pairs = sorted(request.bars)
     else:
         pairs = resolve_series(settings, request.symbols, request.timeframes)
+    if preset.window > spec.WINDOW:
+        raise InvalidInput(
+            "window",
+            f"preset {preset.name!r} uses W={preset.window} bars but the online store keeps {spec.WINDOW}; "
+            f"a served model could never get a full window",
+        )
     data = load_dataset(settings, pairs, window=preset.window, horizon=preset.horizon, bars=request.bars)
     layout = plan(
         data, cnn_fraction=preset.cnn_fraction, val_fraction=preset.cnn_val_fraction, folds=preset.folds
     )
-    for kind, masks in (("cnn", ("cnn_fit", "cnn_val")), ("xgb", ("xgb",))):
-        groups = data.group_of(kind)
-        for group in sorted(set(groups)):
-            for mask_name in masks:
-                if not (getattr(layout, mask_name) & (groups == group)).any():
-                    raise InvalidInput("split", f"{kind} group {group!r} has no {mask_name} rows; add data")
-            if kind == "xgb":
-                for fold in layout.folds:
-                    if (
-                        not (fold.train & (groups == group)).any()
-                        or not (fold.test & (groups == group)).any()
-                    ):
-                        raise InvalidInput(
-                            "split", f"timeframe group {group!r} is empty in fold {fold.index}"
-                        )
     target = data.z.astype(np.float32)
     if request.shuffle_labels:
-        target = np.random.default_rng(preset.seed).permutation(target)
+        target = shuffled_within(target, data, (layout.cnn_fit, layout.cnn_val, layout.xgb), preset.seed)
     return Prepared(request, data, layout, target)
+
+
+def shuffled_within(
+    target: np.ndarray, data: Dataset, masks: tuple[np.ndarray, ...], seed: int
+) -> np.ndarray:
+    """``target`` with values permuted only among the rows of each (mask, model group) cell.
+
+    The control run must never move a test row's label onto a training row: each training stage's
+    rows are permuted among themselves (per CNN and XGBoost group), everything else is untouched.
+    XGBoost's walk-forward folds permute their own train rows again (:func:`xgb_data`).
+    """
+    rng = np.random.default_rng(seed)
+    out = target.copy()
+    groups = data.group_of("cnn").astype(str) + "|" + data.group_of("xgb").astype(str)
+    for mask in masks:
+        for group in np.unique(groups[mask]):
+            idx = np.flatnonzero(mask & (groups == group))
+            out[idx] = target[rng.permutation(idx)]
+    return out
 
 
 @contextmanager
@@ -254,14 +274,17 @@ def xgb_data(prep: Prepared, group: str, scores: np.ndarray) -> tuple[xgb.XGBDat
         raise AssertionError("an XGBoost row has no out-of-sample CNN score")
     rng = np.random.default_rng(preset.seed + 1)
     fold_train = [np.flatnonzero(f.train[idx]) for f in layout.folds]
-    target = prep.target[idx]
+    real = data.z[idx].astype(np.float32)
+    fold_target = [rng.permutation(real[t]) if prep.request.shuffle_labels else real[t] for t in fold_train]
     payload = xgb.XGBData(
         X=data.xgb_matrix(idx, scores[idx]),
-        target=target,
+        target=real,
         final=np.arange(len(idx)),
+        final_target=prep.target[idx],
         fold_train=fold_train,
+        fold_target=fold_target,
         fold_test=[np.flatnonzero(f.test[idx]) for f in layout.folds],
-        control_target=[rng.permutation(target[t]) for t in fold_train],
+        control_target=[rng.permutation(real[t]) for t in fold_train],
     )
     return payload, idx
 
@@ -305,8 +328,8 @@ def run(
                 "fit_rows": len(fit_idx),
                 "fit_start": _iso(data.ts[fit_idx].min()),
                 "fit_end": _iso(data.ts[fit_idx].max()),
-                "fit_last_label_bar": _iso(data.label_bar[fit_idx].max()),
-                "cutoff": layout.cnn_cutoff.isoformat(),
+                "fit_last_label_end": _iso(data.label_end[fit_idx].max()),
+                "cutoff": layout.cnn_cutoffs[group].isoformat(),
             }
         timings["cnn_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -324,13 +347,60 @@ def run(
     from training.evaluate import evaluate, walk_forward_baselines
 
     preds |= walk_forward_baselines(data, layout)
-    evaluation, equity = evaluate(data, layout, preds, cost_bps=req.preset.cost_bps)
+    costs = req.preset.costs_bps
+    evaluation, equity = evaluate(data, layout, preds, costs=costs, seed=req.preset.seed)
+    serving = serving_maps(data, layout, preds["model"], costs)
     evaluation |= {"learning_curves": curves, "onnx_max_abs_diff": parity, "timings": timings}
-    manifest = reporting.write_bundle(bundle_dir, prep, evaluation, normalisers, parity)
+    evaluation |= {"calibration": serving["report"]}
+    manifest = reporting.write_bundle(bundle_dir, prep, evaluation, normalisers, parity, serving)
     reporting.write_report(report_dir, evaluation, equity)
     return TrainResult(
         run_dir, bundle_dir, report_dir, prep, scores, cnn_rows, evaluation, manifest, timings, preds
     )
+
+
+def serving_maps(
+    data: Dataset, layout: Plan, model_pred: np.ndarray, costs: dict[str, float]
+) -> dict[str, Any]:
+    """Calibration and no-trade band fitted on the walk-forward folds' out-of-sample scores.
+
+    Returns ``calibration`` and ``band`` for the bundle and ``report`` (reliability, Brier score
+    beside the base rate's, the rows each was fitted on) for the report.
+    """
+    from training.calibrate import brier, choose_band, cross_fitted, fit_calibration, reliability
+    from training.evaluate import run_backtest
+
+    idx = np.flatnonzero(layout.test)
+    fold_of = np.zeros(len(data), dtype=np.int32)
+    for fold in layout.folds:
+        fold_of[fold.test] = fold.index
+    score = model_pred[idx] / data.scale[idx]
+    moved = data.y[idx] != 0
+    up = (data.y[idx] > 0).astype(np.float64)
+    rows = {
+        "rows": int(moved.sum()),
+        "start": _iso(data.ts[idx].min()),
+        "end": _iso(data.ts[idx].max()),
+        "folds": [f.index for f in layout.folds],
+        "what": "walk-forward out-of-sample model scores (rows no fold model trained on)",
+    }
+    calibration = fit_calibration(score[moved], up[moved]) | {"fitted_on": rows}
+    held = cross_fitted(score[moved], up[moved], fold_of[idx][moved])
+    base = float(np.mean(up[moved]))
+    ok = np.isfinite(held)
+    band = choose_band(score, lambda gated: run_backtest(data, idx, gated * data.scale[idx], costs).sharpe)
+    band |= {"fitted_on": rows | {"rows": len(idx)}, "score": "XGBoost z-score (predicted return / scale)"}
+    report = {
+        "reliability": reliability(held[ok], up[moved][ok]),
+        "brier": brier(held[ok], up[moved][ok]),
+        "brier_base_rate": brier(np.full(int(ok.sum()), base), up[moved][ok]),
+        "base_rate": base,
+        "rows": int(ok.sum()),
+        "how": "cross-fitted: each fold's probabilities from a map fitted on the other folds",
+        "knots": len(calibration["x"]),
+        "band": {k: band[k] for k in ("threshold", "quantile", "sharpe_in_sample", "grid")},
+    }
+    return {"calibration": calibration, "band": band, "report": report}
 
 
 def _iso(value: np.datetime64) -> str:

@@ -6,13 +6,15 @@ same data and preset (seed included) a run reproduces its numbers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from tradeloop.bars.schema import ASSET_CLASSES
 from tradeloop.errors import InvalidInput
 from tradeloop.features import spec
+from training.backtest import DEFAULT_COSTS_BPS
 
-__all__ = ["PRESETS", "Preset", "get_preset"]
+__all__ = ["PRESETS", "Preset", "get_preset", "parse_costs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +41,8 @@ class Preset:
     cnn_fraction: float = 0.4
     cnn_val_fraction: float = 0.15  # last share of the CNN period held out for early stopping
     folds: int = 3
-    # backtest
-    cost_bps: float = 1.0  # cost per unit of position change, in basis points
+    # backtest: cost per unit of position change, in basis points, per asset class
+    costs_bps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_COSTS_BPS))
     seed: int = 7
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,4 +76,28 @@ def get_preset(name: str, **overrides: Any) -> Preset:
     unknown = set(overrides) - set(preset.to_dict())
     if unknown:
         raise InvalidInput("preset", f"unknown setting(s) {', '.join(sorted(unknown))}")
+    if "costs_bps" in overrides:
+        overrides["costs_bps"] = parse_costs(overrides["costs_bps"], preset.costs_bps)
     return replace(preset, **overrides) if overrides else preset
+
+
+def parse_costs(given: dict[str, float] | list[str], base: dict[str, float]) -> dict[str, float]:
+    """``base`` with costs overridden per asset class, from a dict or ``CLASS=BPS`` strings."""
+    pairs: dict[str, object] = dict(given) if isinstance(given, dict) else {}
+    for item in given if not isinstance(given, dict) else []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput("cost", f"{item!r} is not CLASS=BPS (for example crypto=10)")
+        pairs[name.strip()] = value.strip()
+    out = dict(base)
+    for name, value in pairs.items():
+        if name not in ASSET_CLASSES:
+            raise InvalidInput("cost", f"{name!r} is not an asset class ({', '.join(ASSET_CLASSES)})")
+        try:
+            bps = float(value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidInput("cost", f"{name}={value!r} is not a number of basis points") from exc
+        if not 0.0 <= bps < 1000.0:
+            raise InvalidInput("cost", f"{name}={bps:g} bps is outside [0, 1000)")
+        out[name] = bps
+    return out

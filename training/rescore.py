@@ -19,7 +19,7 @@ from tradeloop.bars.schema import TIMEFRAMES
 from tradeloop.features import spec
 from training import cnn
 from training.datasets import xgb_feature_names
-from training.evaluate import gate_metrics
+from training.evaluate import context, fold_metrics
 from training.job import TrainResult
 
 __all__ = ["MIN_ROWS", "incompatibility", "rescore"]
@@ -30,11 +30,12 @@ MIN_ROWS = 50  # fewer common rows in a fold than this is too little to judge on
 def incompatibility(champion: dict[str, Any], result: TrainResult) -> str | None:
     """Why the champion cannot score the challenger's rows, or None when it can."""
     data = result.prepared.data
+    label = (champion.get("evaluation", {}).get("context") or {}).get("label")
     checks = (
         ("feature spec", champion.get("spec_version"), spec.SPEC_VERSION),
         ("XGBoost inputs", champion.get("xgb_features"), xgb_feature_names()),
-        ("window", champion.get("window"), data.window),
         ("horizon", champion.get("horizon"), data.horizon),
+        ("label definition", label, context(data, {})["label"]),
     )
     for what, theirs, ours in checks:
         if theirs != ours:
@@ -55,7 +56,7 @@ def _champion_predictions(
         idx = rows[cnn_group[rows] == group]
         if len(idx):
             session = ort.InferenceSession(str(root / path), providers=["CPUExecutionProvider"])
-            scores[idx] = cnn.onnx_scores(session, data.windows(idx))
+            scores[idx] = cnn.onnx_scores(session, data.windows(idx, champion["window"]))
     pred = np.full(len(data), np.nan)
     for group, path in champion["models"]["xgb"].items():
         idx = rows[xgb_group[rows] == group]
@@ -67,19 +68,25 @@ def _champion_predictions(
 
 
 def rescore(
-    champion_dir: Path, champion: dict[str, Any], result: TrainResult, *, cost_bps: float
+    champion_dir: Path, champion: dict[str, Any], result: TrainResult
 ) -> tuple[dict[str, Any], dict[str, Any]] | str:
-    """(challenger, champion) evaluations on the same rows, or the reason there are none."""
+    """(challenger, champion) evaluations on the same rows, or the reason there are none.
+
+    Both sides are scored with the challenger's cost model and metric rules; the champion keeps
+    its own window length W (its ONNX graph has a fixed W axis).
+    """
     reason = incompatibility(champion, result)
     if reason:
         return reason
     data, plan = result.prepared.data, result.prepared.plan
     longest = max(TIMEFRAMES[tf].delta for tf in {s.split(":")[1] for s in champion["series"]})
-    seen_until = pd.Timestamp(champion["data"]["end"]) + longest * champion["horizon"]
+    seen_until = pd.Timestamp(champion["data"]["end"]) + longest * (champion["horizon"] + 1)  # label end
     after = data.ts > seen_until.tz_convert("UTC").tz_localize(None).to_datetime64()
     known = np.isin(data.group_of("cnn"), list(champion["models"]["cnn"])) & np.isin(
         data.group_of("xgb"), list(champion["models"]["xgb"])
     )
+    known &= data.row >= champion["window"] - 1  # rows with a full window of the champion's W
+    costs = result.prepared.request.preset.costs_bps
     folds, ours, theirs = [], [], []
     candidates = np.zeros(len(data), dtype=bool)
     for fold in plan.folds:
@@ -91,10 +98,10 @@ def rescore(
             continue
         ts = pd.DatetimeIndex(data.ts[idx], tz="UTC")
         folds.append({"fold": fold.index, "start": ts.min().isoformat(), "end": ts.max().isoformat()})
-        ours.append({"fold": fold.index, **gate_metrics(data, idx, result.preds["model"], cost_bps)})
-        theirs.append({"fold": fold.index, **gate_metrics(data, idx, pred, cost_bps)})
+        ours.append({"fold": fold.index, **fold_metrics(data, idx, result.preds["model"], costs)})
+        theirs.append({"fold": fold.index, **fold_metrics(data, idx, pred, costs)})
     if not folds:
         return f"no challenger test window after the champion's data (ends {champion['data']['end']})"
     series = sorted({data.series[s].series_id for s in np.unique(data.sid[candidates])})
-    shape = {"folds": folds, "series": series}
-    return shape | {"model_folds": ours}, shape | {"model_folds": theirs}
+    shape = {"folds": folds, "series": series, "context": context(data, costs)}
+    return shape | {"predictors": {"model": ours}}, shape | {"predictors": {"model": theirs}}

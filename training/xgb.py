@@ -30,11 +30,13 @@ class XGBData:
     """One timeframe group's rows: inputs, targets, and index sets into them."""
 
     X: np.ndarray  # (n, k) float32 in datasets.xgb_feature_names() order
-    target: np.ndarray  # (n,) float32 training target (shuffled in a control run)
+    target: np.ndarray  # (n,) float32 real target (scores the learning curves' test side)
     final: np.ndarray  # rows the bundle's booster trains on
+    final_target: np.ndarray  # their targets (permuted within training rows in a control run)
     fold_train: list[np.ndarray]
+    fold_target: list[np.ndarray]  # per fold: targets of fold_train (permuted there in a control run)
     fold_test: list[np.ndarray]
-    control_target: list[np.ndarray]  # per fold: the fold's train targets, permuted
+    control_target: list[np.ndarray]  # per fold: the fold's real train targets, permuted
 
 
 def params(config: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +93,12 @@ def fit(
     p = params(config)
     out: dict[str, np.ndarray] = {}
     for k, (train, test) in enumerate(zip(data.fold_train, data.fold_test, strict=True)):
+        if len(test) == 0 or len(train) == 0:  # this group is not tested in fold k
+            out[f"pred_{k}"] = out[f"control_{k}"] = np.empty(0, dtype=np.float32)
+            out[f"curve_{k}"] = np.empty((2, 0))
+            continue
         mine, mine_test = _shard(np.arange(len(train)), rank, world), _shard(test, rank, world)
-        dtrain = xgboost.DMatrix(data.X[train[mine]], label=data.target[train[mine]])
+        dtrain = xgboost.DMatrix(data.X[train[mine]], label=data.fold_target[k][mine])
         dtest = xgboost.DMatrix(data.X[mine_test], label=data.target[mine_test])
         log: dict = {}
         booster = xgboost.train(
@@ -111,7 +117,7 @@ def fit(
         )
         out[f"control_{k}"] = control.predict(everything)
     mine = _shard(data.final, rank, world)
-    dfinal = xgboost.DMatrix(data.X[mine], label=data.target[mine])
+    dfinal = xgboost.DMatrix(data.X[mine], label=data.final_target[mine])
     done = resume.num_boosted_rounds() if resume is not None else 0
     final = xgboost.train(
         p,

@@ -28,7 +28,9 @@ from tradeloop.errors import UnknownSeries
 from tradeloop.features import spec
 from tradeloop.features.parity import TOLERANCE
 from tradeloop.features.recent import offline_features
+from tradeloop.splits import ended_by
 from tradeloop.training_set import training_set
+from training.datasets import load_dataset
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,42 @@ def test_training_set_is_point_in_time_and_purged(sqlite_home: Home) -> None:
     test_start = frame.loc[split.test, "event_timestamp"].min()
     assert train_end + 3 * pd.Timedelta(hours=1) < test_start  # labels of train rows end before test
     assert split.purged.sum() == 3
+
+
+def test_feast_training_set_and_the_trainer_give_identical_rows_values_and_purge(sqlite_home: Home) -> None:
+    """One purge rule, two paths: Feast's point-in-time set and the trainer's direct Parquet rows."""
+    symbol, timeframe = SERIES.split(":")
+    horizon = 3
+    data = load_dataset(sqlite_home.settings, [(symbol, timeframe)], window=spec.WINDOW, horizon=horizon)
+    start = pd.Timestamp(data.ts[-260], tz="UTC")
+    end = pd.Timestamp(data.ts[-60], tz="UTC")
+    cutoff = pd.Timestamp(data.ts[-110], tz="UTC")
+    feast = training_set(sqlite_home.settings, [SERIES], horizon=horizon, cutoff=cutoff, start=start, end=end)
+    frame = feast.frame
+    mine = (data.ts >= np.datetime64(start.tz_localize(None))) & (
+        data.ts <= np.datetime64(end.tz_localize(None))
+    )
+    assert len(frame) == int(mine.sum()) == 201
+    ts = (
+        pd.DatetimeIndex(frame["event_timestamp"])
+        .tz_convert("UTC")
+        .tz_localize(None)
+        .to_numpy("datetime64[ns]")
+    )
+    np.testing.assert_array_equal(ts, data.ts[mine])
+    np.testing.assert_array_equal(frame["fwd_return"].to_numpy(), data.y[mine])
+    ends = pd.DatetimeIndex(frame["label_end"]).tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ns]")
+    np.testing.assert_array_equal(ends, data.label_end[mine])
+    idx = np.flatnonzero(mine)
+    for name in NAMES:
+        np.testing.assert_array_equal(
+            frame[name].to_numpy(np.float32), data.indicator(name, idx).astype(np.float32)
+        )
+    # The same rows train / test at the same cut on both paths.
+    np.testing.assert_array_equal(feast.split.train, ended_by(data.label_end[mine], cutoff))
+    np.testing.assert_array_equal(feast.split.test, data.ts[mine] >= np.datetime64(cutoff.tz_localize(None)))
+    # Rows t with the close of bar t+h after the cut's open: t = c-h .. c-1, exactly h rows.
+    assert feast.split.purged.sum() == horizon
 
 
 def test_cli_apply_materialize_and_get(sqlite_home: Home) -> None:

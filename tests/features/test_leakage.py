@@ -14,8 +14,8 @@ from tradeloop.errors import InvalidInput
 from tradeloop.features import spec
 from tradeloop.features.batch import feature_matrix
 from tradeloop.features.windows import gather_windows, sliding_windows
-from tradeloop.labels import direction, forward_return
-from tradeloop.splits import time_split
+from tradeloop.labels import direction, forward_return, make_labels
+from tradeloop.splits import label_end_times, time_split
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +64,60 @@ def test_label_is_the_forward_log_return() -> None:
     np.testing.assert_allclose(forward_return(close, horizon=2)[:2], np.log([0.99, 0.9]))
 
 
-def test_time_split_purges_h_bars_before_the_cutoff_for_every_timeframe() -> None:
-    hourly = pd.date_range("2024-01-01", periods=200, freq="1h", tz="UTC")
-    daily = pd.date_range("2023-10-01", periods=100, freq="1D", tz="UTC")
-    ts = pd.Series(hourly.append(daily))
-    lengths = pd.Series([pd.Timedelta("1h")] * 200 + [pd.Timedelta("1D")] * 100)
-    split = time_split(ts, lengths, test_fraction=0.3, horizon=3)
-    label_end = ts + lengths * 3
-    assert (label_end[split.train] < split.cutoff).all()
-    assert (ts[split.test] >= split.cutoff).all()
-    assert not (split.train & split.test).any()
-    # Exactly the rows whose label window crosses the cutoff are purged.
-    crossing = (ts < split.cutoff) & (label_end >= split.cutoff)
-    np.testing.assert_array_equal(split.purged, crossing.to_numpy())
-    assert crossing.sum() > 3, "daily rows within 3 days of the cutoff are purged too"
+def test_label_end_is_the_close_of_bar_t_plus_h_counted_in_rows_across_a_weekend() -> None:
+    # NYSE daily bars Wed 2024-01-03 .. Tue 2024-01-09 (no weekend rows). With h = 3 the label of
+    # Thursday 01-04 runs to the close of the third *stored* bar after it: Fri, Mon, Tue 01-09,
+    # whose close is 01-10 00:00 (a daily bar is one day long). Nominal time (t + 3 days) would
+    # say Sunday 01-07 and cut two trading days too early.
+    days = pd.to_datetime(["2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"], utc=True)
+    bars = pd.DataFrame({"ts": days, "timeframe": "1d", "close": [10.0, 11.0, 12.0, 13.0, 14.0]})
+    labels = make_labels(bars, horizon=3)
+    assert labels["label_end"].iloc[0] == pd.Timestamp("2024-01-09", tz="UTC")  # Wed → close of Mon
+    assert labels["label_end"].iloc[1] == pd.Timestamp("2024-01-10", tz="UTC")  # Thu → close of Tue
+    assert labels["label_end"].iloc[2:].isna().all()
+    np.testing.assert_allclose(labels["fwd_return"].iloc[:2], np.log([13.0 / 10.0, 14.0 / 11.0]))
+
+
+def test_a_row_trains_only_when_its_label_has_closed_by_the_cut_with_mixed_timeframes() -> None:
+    # Hand example, cut at 12:00: a 1h row at 10:00 with h = 1 has its label end at the close of
+    # the 11:00 bar = 12:00 → trains (ends exactly at the cut); the 1h row at 11:00 ends 13:00 →
+    # purged. A 1m row at 11:58 ends at the close of 11:59 = 12:00 → trains;
+    # at 11:59 it ends 12:01 → purged. Rows opening at or after 12:00 are test rows.
+    hourly = pd.date_range("2024-01-01 08:00", periods=8, freq="1h", tz="UTC")  # 08:00 .. 15:00
+    minute = pd.date_range("2024-01-01 11:55", periods=10, freq="1min", tz="UTC")  # 11:55 .. 12:04
+    ts = pd.Series(hourly.append(minute))
+    ends = np.concatenate(
+        [label_end_times(hourly, 1, pd.Timedelta("1h")), label_end_times(minute, 1, pd.Timedelta("1min"))]
+    )
+    split = time_split(ts, ends, cutoff=pd.Timestamp("2024-01-01 12:00", tz="UTC"))
+    train_times = sorted(ts[split.train].dt.strftime("%H:%M"))
+    assert train_times == ["08:00", "09:00", "10:00", "11:55", "11:56", "11:57", "11:58"]
+    test_times = sorted(ts[split.test].dt.strftime("%H:%M"))
+    assert test_times == ["12:00", "12:00", "12:01", "12:02", "12:03", "12:04", "13:00", "14:00", "15:00"]
+    assert sorted(ts[split.purged].dt.strftime("%H:%M")) == ["11:00", "11:59"]
+
+
+def test_no_hourly_training_label_overlaps_a_minute_test_label_on_real_btc() -> None:
+    # BTCUSDT 1h and 1m of the same weeks: every cut must leave no 1h training label that ends
+    # after the first 1m test bar opens (the defect: 1h labels overlapping 9–50 1m test labels).
+    frames = {}
+    for tf in ("1h", "1m"):
+        raw = load_bars(market_file(f"BTCUSDT_{tf}.csv")).frame
+        raw = raw[(raw["ts"] >= "2023-03-01") & (raw["ts"] < "2023-03-22")].reset_index(drop=True)
+        frames[tf] = raw.assign(timeframe=tf)
+    rows = [make_labels(frames[tf], horizon=1).dropna() for tf in ("1h", "1m")]
+    ts = pd.concat([r["ts"] for r in rows], ignore_index=True)
+    ends = pd.concat([r["label_end"] for r in rows], ignore_index=True)
+    for q in (0.3, 0.5, 0.7):
+        split = time_split(ts, ends, test_fraction=1 - q)
+        hour_train = split.train[: len(rows[0])]
+        minute_test = split.test[len(rows[0]) :]
+        assert hour_train.any()
+        assert minute_test.any()
+        last_hour_label = ends[: len(rows[0])][hour_train].max()
+        minute_test_opens = ts[len(rows[0]) :][minute_test]
+        overlapping = int((minute_test_opens < last_hour_label).sum())
+        assert overlapping == 0, f"cut {split.cutoff}: {overlapping} 1m test bars inside a 1h training label"
 
 
 def test_gathered_windows_are_copies_of_the_sliding_views(bars) -> None:

@@ -21,11 +21,23 @@ def _registry(tmp_path) -> tuple[Settings, Registry]:
     return settings, Registry(settings, f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
+def test_a_shuffled_label_bundle_cannot_earn_first_champion(shuffled, tmp_path):
+    _, registry = _registry(tmp_path)
+    fake, decision = register_and_gate(registry, shuffled.bundle_dir, None, promote=True)
+    assert not decision.promote
+    assert decision.reason.startswith("first champion not earned")
+    assert "rank_ic_interval" in decision.reason
+    assert registry.alias(CHAMPION) is None  # it stays challenger
+    tags = registry.get(fake.version).tags
+    assert tags["gate.decision"] == "keep"
+    assert tags["gate.check.rank_ic_interval"].startswith("fail")
+
+
 def test_a_shuffled_label_bundle_does_not_replace_a_real_champion(trained, shuffled, tmp_path):
     _, registry = _registry(tmp_path)
     real, first = register_and_gate(registry, trained.bundle_dir, trained.report_dir, promote=True)
-    assert first.promote
-    assert first.reason == "no champion yet"
+    assert first.promote, first.reason  # this real model beats every baseline out of sample
+    assert first.basis == "first champion: out-of-sample criteria"
     fake, decision = register_and_gate(registry, shuffled.bundle_dir, None, promote=True)
     assert not decision.promote
     assert "directional_accuracy" in decision.reason
@@ -40,8 +52,11 @@ def test_a_shuffled_label_bundle_does_not_replace_a_real_champion(trained, shuff
 
 def test_a_real_bundle_replaces_a_shuffled_champion_and_rollback_restores_it(trained, shuffled, tmp_path):
     settings, registry = _registry(tmp_path)
-    fake, _ = register_and_gate(registry, shuffled.bundle_dir, None, promote=True)
+    fake, first = register_and_gate(registry, shuffled.bundle_dir, None, promote=True)
+    assert not first.promote
+    registry.promote(fake.version, reason="test: serve the control by hand", manual=True)
     assert registry.alias(CHAMPION).version == fake.version
+    assert registry.get(fake.version).tags["promoted.manual"] == "true"
     real, decision = register_and_gate(registry, trained.bundle_dir, trained.report_dir, promote=True)
     assert decision.promote, decision.reason
     assert decision.challenger["directional_accuracy"] >= decision.champion["directional_accuracy"] + 0.005

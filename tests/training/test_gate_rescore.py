@@ -38,6 +38,29 @@ def _registry(tmp_path) -> Registry:
     return Registry(Settings.load(tmp_path / "home"), f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
+def _champion(registry: Registry, run):
+    """Register ``run`` and make it champion (by the gate when it earns it, else by hand)."""
+    version, decision = register_and_gate(registry, run.bundle_dir, None, promote=True)
+    if not decision.promote:
+        registry.promote(version.version, reason="test: older champion", manual=True)
+    assert registry.alias(CHAMPION).version == version.version
+    return version
+
+
+def test_a_champion_trained_for_another_horizon_is_refused_with_the_reason(older, trained) -> None:
+    import copy
+
+    other = copy.deepcopy(older.manifest)
+    other["horizon"] = 4
+    other["evaluation"]["context"]["horizon"] = 4
+    plain = decide(trained.manifest["evaluation"], other["evaluation"])
+    assert not plain.promote
+    assert plain.reason == "not comparable: horizon differs (4 vs 1)"
+    from training.rescore import incompatibility
+
+    assert incompatibility(other, trained) == "champion was built for another horizon (4 vs 1)"
+
+
 def test_windows_of_a_retrain_do_not_match_the_champions(older, trained) -> None:
     plain = decide(trained.manifest["evaluation"], older.manifest["evaluation"])
     assert not plain.promote
@@ -46,12 +69,12 @@ def test_windows_of_a_retrain_do_not_match_the_champions(older, trained) -> None
 
 def test_champion_is_rescored_on_the_challenger_windows_after_its_data(older, trained, tmp_path) -> None:
     registry = _registry(tmp_path)
-    champion, _ = register_and_gate(registry, older.bundle_dir, None, promote=True)
+    champion = _champion(registry, older)
     version, decision = register_and_gate(registry, trained.bundle_dir, None, promote=True, result=trained)
     assert decision.basis == "champion re-scored on the challenger's windows"
     assert decision.folds, decision.reason
     for side in (decision.challenger, decision.champion):
-        assert set(side) == {"directional_accuracy", "ic", "sharpe"}
+        assert set(side) == {"directional_accuracy", "ic", "sharpe"}  # the gated metrics
         assert all(value is not None for value in side.values())
     assert decision.challenger != decision.champion, "two different models on the same rows"
     champion_end = pd.Timestamp(older.manifest["data"]["end"])
@@ -67,7 +90,7 @@ def test_champion_is_rescored_on_the_challenger_windows_after_its_data(older, tr
 
 def test_a_shuffled_retrain_does_not_replace_a_real_champion_on_rescored_windows(older, shuffled, tmp_path):
     registry = _registry(tmp_path)
-    champion, _ = register_and_gate(registry, older.bundle_dir, None, promote=True)
+    champion = _champion(registry, older)
     _, decision = register_and_gate(registry, shuffled.bundle_dir, None, promote=True, result=shuffled)
     assert decision.basis == "champion re-scored on the challenger's windows"
     assert decision.folds

@@ -50,6 +50,18 @@ def train(
     workers: Annotated[int, typer.Option("--workers", help="Ray Train workers.")] = 2,
     gpu: Annotated[bool, typer.Option("--gpu", help="Train the CNN on GPU workers.")] = False,
     promote: Annotated[bool, typer.Option("--promote", help="Make it champion if the gate agrees.")] = False,
+    cost: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cost",
+            help="Cost per unit of position change, CLASS=BPS (e.g. crypto=10); repeatable. "
+            "Defaults: crypto 10, equity 5, fx 1, commodity 3.",
+        ),
+    ] = None,
+    gate_on_sharpe: Annotated[
+        bool,
+        typer.Option("--gate-on-sharpe", help="A first champion must also beat always-long's Sharpe."),
+    ] = False,
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
     ] = None,
@@ -58,12 +70,12 @@ def train(
     out: Output = ctx.obj
     with fail_on_errors(out):
         from tradeloop.registry import Registry
-        from training.gate import register_and_gate
+        from training.gate import GateConfig, register_and_gate
         from training.job import TrainRequest, prepare, run
         from training.presets import get_preset
 
         request = TrainRequest(
-            preset=get_preset(preset),
+            preset=get_preset(preset, **({"costs_bps": _split(cost)} if cost else {})),
             symbols=_split(symbols),
             timeframes=_split(timeframes),
             workers=workers,
@@ -82,6 +94,7 @@ def train(
             result.report_dir,
             promote=promote,
             result=result,
+            config=GateConfig(gate_on_sharpe=gate_on_sharpe),
         )
     report = result.report
     payload = {
@@ -93,6 +106,9 @@ def train(
         "report": str(result.report_dir),
         "metrics": {name: entry["overall"] for name, entry in report["models"].items()},
         "control_at_chance": report["control_at_chance"],
+        "criteria": report["criteria"],
+        "calibration": report["calibration"],
+        "costs_bps": report["context"]["cost_bps"],
         "timings": result.timings,
     }
     verdict = "promoted to champion" if payload["promoted"] else f"not promoted ({decision.reason})"
@@ -102,8 +118,10 @@ def train(
             report, f"walk-forward test, {report['rows']:,} rows, {len(report['folds'])} folds"
         ),
         lines=[
+            "costs (bps): " + ", ".join(f"{k} {v:g}" for k, v in report["context"]["cost_bps"].items()),
             f"shuffled-label control at chance: {report['control_at_chance']}",
+            *decision.lines(),
             f"registered tradeloop v{version.version}: {verdict}",
-            f"report: {result.report_dir}",
+            f"report: {result.report_dir / 'report.md'}",
         ],
     )
