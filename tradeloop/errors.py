@@ -7,7 +7,8 @@ exceptions themselves: they call :func:`http_status` / :func:`grpc_code` / :func
     TradeloopError
     ├── InvalidInput            400 / INVALID_ARGUMENT / exit 2   bad request or bad file
     │   ├── UnusableFile        a whole input file cannot be read as bars
-    │   └── UnknownSeries       a series that is not stored / served
+    │   ├── UnknownSeries       a series that is not stored / served
+    │   └── RequestTooLarge     413 / RESOURCE_EXHAUSTED / exit 2   more rows than the server takes
     ├── DataQualityError        400 / FAILED_PRECONDITION / exit 2   data that fails checks
     ├── StaleFeatures           503 / UNAVAILABLE / exit 3
     ├── ModelNotReady           503 / UNAVAILABLE / exit 3
@@ -21,6 +22,7 @@ __all__ = [
     "DataQualityError",
     "InvalidInput",
     "ModelNotReady",
+    "RequestTooLarge",
     "StaleFeatures",
     "TradeloopError",
     "UnknownSeries",
@@ -60,6 +62,10 @@ class UnknownSeries(InvalidInput):
         super().__init__("series", f"{series_id}: {reason}")
 
 
+class RequestTooLarge(InvalidInput):
+    """A request with more rows than the server accepts at once."""
+
+
 class DataQualityError(TradeloopError):
     """Data that was readable but fails a quality gate (for example feature parity)."""
 
@@ -78,6 +84,7 @@ class BundleIntegrityError(TradeloopError):
 
 # The single mapping point: (HTTP status, gRPC status name, CLI exit code), most specific first.
 _CODES: tuple[tuple[type[TradeloopError], int, str, int], ...] = (
+    (RequestTooLarge, 413, "RESOURCE_EXHAUSTED", 2),
     (InvalidInput, 400, "INVALID_ARGUMENT", 2),
     (DataQualityError, 400, "FAILED_PRECONDITION", 2),
     (StaleFeatures, 503, "UNAVAILABLE", 3),

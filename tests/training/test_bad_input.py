@@ -63,10 +63,13 @@ def test_too_little_data_for_one_window_exits_before_ray(tmp_path):
     _assert_refused(_train(tmp_path / "home"), "EURUSD:1h has 100 bars", "needs at least")
 
 
-def test_an_empty_split_exits_before_ray(tmp_path):
-    # GOOG's daily bars (2004-2013) all precede EURUSD's (2017-2018): cut at one time shared by
-    # every series, the equity group has nothing left for validation or testing.
+def test_a_group_too_short_for_its_own_time_plan_exits_before_ray(tmp_path):
+    # GOOG's daily bars (2004-2013) and EURUSD's (2017-2018) never overlap; that alone trains now
+    # (each market group is cut inside its own period). 260 GOOG bars, though, leave the equity
+    # group 108 samples, too few for a CNN fit, a validation and an XGBoost stage of 20 rows each.
     home = tmp_path / "home"
     _import(home, market_file("EURUSD_1h.csv"), "--symbol", "EURUSD")
-    _import(home, market_file("GOOG_1d.csv"), "--symbol", "GOOG")
-    _assert_refused(_train(home), "split:", "'equity'", "has no")
+    short = tmp_path / "GOOG_1d.csv"
+    pd.read_csv(market_file("GOOG_1d.csv"), index_col=0).iloc[-260:].to_csv(short)
+    _import(home, short, "--symbol", "GOOG")
+    _assert_refused(_train(home), "split:", "cnn group 'equity' has 108 samples", "needs at least 20 rows")
