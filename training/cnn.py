@@ -25,6 +25,7 @@ from torch import nn
 from tradeloop.errors import DataQualityError
 from tradeloop.features import spec
 from tradeloop.features.windows import gather_windows
+from tradeloop.inference.model import onnx_scores
 
 __all__ = [
     "ONNX_TOLERANCE",
@@ -270,12 +271,6 @@ def verify_onnx(model: WindowCNN, path: Path, windows: np.ndarray) -> float:
     if not diff <= ONNX_TOLERANCE:
         raise DataQualityError(f"ONNX export of {path.name} differs from PyTorch by {diff:.3g}")
     return diff
-
-
-def onnx_scores(session: Any, windows: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """CNN scores of ``windows`` through ONNX Runtime, in batches (what serving computes)."""
-    out = [session.run(None, {"window": windows[i : i + batch]})[0] for i in range(0, len(windows), batch)]
-    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 
 def default_threads() -> int:

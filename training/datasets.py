@@ -37,6 +37,7 @@ from tradeloop.errors import InvalidInput, UnknownSeries
 from tradeloop.features import spec
 from tradeloop.features.offline import feature_frame, read_features
 from tradeloop.features.windows import gather_windows
+from tradeloop.inference.inputs import TF_GROUPS, return_scale, xgb_feature_names, xgb_inputs
 from tradeloop.labels import make_labels
 from tradeloop.splits import ended_by, label_end_times
 
@@ -54,24 +55,8 @@ __all__ = [
     "xgb_feature_names",
 ]
 
-TF_GROUPS: dict[str, str] = {
-    "1m": "minute",
-    "5m": "minute",
-    "15m": "minute",
-    "30m": "minute",
-    "1h": "hour",
-    "4h": "hour",
-    "1d": "day",
-    "1w": "day",
-}
 MIN_STAGE_ROWS = 20  # fewest samples a group needs in each of CNN fit, CNN validation and XGBoost
 TARGET_CLIP = 8.0  # z-scored targets beyond ±8 are clipped (flat stretches make rvol tiny)
-_RVOL = spec.FEATURE_NAMES.index("rvol_20")
-
-
-def xgb_feature_names() -> list[str]:
-    """XGBoost's ordered inputs: indicators, the CNN score, then market metadata."""
-    return [*spec.FEATURE_NAMES, "cnn_score", *spec.METADATA]
 
 
 def min_bars(window: int, horizon: int) -> int:
@@ -132,17 +117,23 @@ class Dataset:
         channels = [s.channels for s in self.series]
         return gather_windows(channels, self.sid[idx], self.row[idx], window or self.window)
 
-    def xgb_matrix(self, idx: np.ndarray, cnn_score: np.ndarray) -> np.ndarray:
-        """XGBoost inputs of samples ``idx`` in :func:`xgb_feature_names` order, float32."""
+    def inputs(self, idx: np.ndarray) -> np.ndarray:
+        """The ``features`` rows serving takes (indicators then metadata) of samples ``idx``."""
         sids, rows = self.sid[idx], self.row[idx]
-        out = np.empty((len(idx), len(xgb_feature_names())), dtype=np.float32)
         n_ind = len(spec.FEATURE_NAMES)
+        out = np.empty((len(idx), n_ind + len(spec.METADATA)), dtype=np.float32)
         for s in np.unique(sids):
             mask = sids == s
             out[mask, :n_ind] = self.series[s].indicators[rows[mask]]
-            out[mask, n_ind + 1 :] = self.series[s].metadata
-        out[:, n_ind] = cnn_score
+            out[mask, n_ind:] = self.series[s].metadata
         return out
+
+    def xgb_matrix(self, idx: np.ndarray, cnn_score: np.ndarray) -> np.ndarray:
+        """XGBoost inputs of samples ``idx`` in :func:`xgb_feature_names` order, float32, built by
+        the same :func:`tradeloop.inference.xgb_inputs` serving uses."""
+        features = self.inputs(idx)
+        n_ind = len(spec.FEATURE_NAMES)
+        return xgb_inputs(features[:, :n_ind], cnn_score, features[:, n_ind:])
 
     def indicator(self, name: str, idx: np.ndarray) -> np.ndarray:
         j = spec.FEATURE_NAMES.index(name)
@@ -231,13 +222,12 @@ def load_dataset(
         n = len(s.ts)
         rows = np.arange(window - 1, n - horizon, dtype=np.int32)
         rows = rows[np.isfinite(s.fwd_return[rows])]
-        rvol = s.indicators[rows, _RVOL].astype(np.float64)
         parts["sid"].append(np.full(len(rows), i, dtype=np.int32))
         parts["row"].append(rows)
         parts["ts"].append(s.ts[rows])
         parts["label_end"].append(s.label_end[rows])
         parts["y"].append(s.fwd_return[rows])
-        parts["scale"].append(np.maximum(np.nan_to_num(rvol, nan=0.0), 1e-6) * np.sqrt(horizon))
+        parts["scale"].append(return_scale(s.indicators[rows], horizon))
         for chunk in (s.series_id.encode(), s.ts.view(np.int64), s.indicators, s.channels, s.fwd_return):
             digest.update(chunk if isinstance(chunk, bytes) else np.ascontiguousarray(chunk).tobytes())
     arrays = {k: np.concatenate(v) for k, v in parts.items()}

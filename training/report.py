@@ -20,7 +20,7 @@ import pandas as pd
 import tradeloop
 from tradeloop.bundle import write_manifest
 from tradeloop.features import spec
-from training.datasets import TF_GROUPS, xgb_feature_names
+from tradeloop.inference import TF_GROUPS, xgb_feature_names
 
 if TYPE_CHECKING:
     from training.job import Prepared

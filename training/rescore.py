@@ -1,10 +1,11 @@
 """Score the champion on the challenger's walk-forward windows, so a retrain can be judged.
 
 A retrain on new data has new windows, so the champion's stored fold metrics say nothing about
-them. This module runs the champion's own artifacts (ONNX CNNs, XGBoost boosters, exactly as
-serving would) over the challenger's test rows that lie wholly after the champion's training data
-(labels included), and puts both models' numbers on those rows side by side in the shape the gate
-compares. Rows of series the champion has no model group for are left out of both sides.
+them. This module runs the champion's own artifacts (ONNX CNNs, XGBoost boosters, through
+``tradeloop.inference.predict``, exactly as serving does) over the challenger's test rows that
+lie wholly after the champion's training data (labels included), and puts both models' numbers
+on those rows side by side in the shape the gate compares. Rows of series the champion has no
+model group for are left out of both sides.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from tradeloop.bars.schema import TIMEFRAMES
+from tradeloop.errors import BundleIntegrityError
 from tradeloop.features import spec
-from training import cnn
-from training.datasets import xgb_feature_names
+from tradeloop.inference import load_bundle, predict, xgb_feature_names
 from training.evaluate import context, fold_metrics
 from training.job import TrainResult
 
@@ -43,27 +44,16 @@ def incompatibility(champion: dict[str, Any], result: TrainResult) -> str | None
     return None
 
 
-def _champion_predictions(
-    root: Path, champion: dict[str, Any], result: TrainResult, rows: np.ndarray
-) -> np.ndarray:
-    import onnxruntime as ort
-    import xgboost
-
+def _champion_predictions(root: Path, result: TrainResult, rows: np.ndarray) -> np.ndarray:
+    """The champion's return predictions on ``rows`` through the serving path
+    (:func:`tradeloop.inference.predict`), NaN elsewhere."""
     data = result.prepared.data
-    cnn_group, xgb_group = data.group_of("cnn"), data.group_of("xgb")
-    scores = np.full(len(data), np.nan, dtype=np.float32)
-    for group, path in champion["models"]["cnn"].items():
-        idx = rows[cnn_group[rows] == group]
-        if len(idx):
-            session = ort.InferenceSession(str(root / path), providers=["CPUExecutionProvider"])
-            scores[idx] = cnn.onnx_scores(session, data.windows(idx, champion["window"]))
+    bundle = load_bundle(root)
     pred = np.full(len(data), np.nan)
-    for group, path in champion["models"]["xgb"].items():
-        idx = rows[xgb_group[rows] == group]
-        if len(idx):
-            booster = xgboost.Booster(model_file=str(root / path))
-            z = booster.inplace_predict(data.xgb_matrix(idx, scores[idx]))
-            pred[idx] = np.asarray(z, dtype=np.float64) * data.scale[idx]
+    for start in range(0, len(rows), 8192):
+        chunk = rows[start : start + 8192]
+        out = predict(bundle, data.windows(chunk, bundle.window), data.inputs(chunk))
+        pred[chunk] = out.expected_return
     return pred
 
 
@@ -91,7 +81,10 @@ def rescore(
     candidates = np.zeros(len(data), dtype=bool)
     for fold in plan.folds:
         candidates |= fold.test & after & known
-    pred = _champion_predictions(champion_dir, champion, result, np.flatnonzero(candidates))
+    try:
+        pred = _champion_predictions(champion_dir, result, np.flatnonzero(candidates))
+    except BundleIntegrityError as exc:
+        return f"the champion's bundle cannot be served by this tradeloop ({exc})"
     for fold in plan.folds:
         idx = np.flatnonzero(fold.test & after & known)
         if len(idx) < MIN_ROWS:
