@@ -12,7 +12,9 @@ exceptions themselves: they call :func:`http_status` / :func:`grpc_code` / :func
     ├── DataQualityError        400 / FAILED_PRECONDITION / exit 2   data that fails checks
     ├── StaleFeatures           503 / UNAVAILABLE / exit 3
     ├── ModelNotReady           503 / UNAVAILABLE / exit 3
-    └── BundleIntegrityError    503 / UNAVAILABLE / exit 3   a broken model artifact is refused
+    ├── BundleIntegrityError    503 / UNAVAILABLE / exit 3   a broken model artifact is refused
+    ├── DispatchRefused         502 / FAILED_PRECONDITION / exit 4   GitHub refused: fix token/repo
+    └── DispatchFailed          503 / UNAVAILABLE / exit 3   GitHub not reached after retries
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 __all__ = [
     "BundleIntegrityError",
     "DataQualityError",
+    "DispatchFailed",
+    "DispatchRefused",
     "InvalidInput",
     "ModelNotReady",
     "RequestTooLarge",
@@ -70,6 +74,34 @@ class DataQualityError(TradeloopError):
     """Data that was readable but fails a quality gate (for example feature parity)."""
 
 
+class DispatchRefused(TradeloopError):
+    """GitHub answered and refused the dispatch; retrying will not help, configuration must change.
+
+    ``status`` is GitHub's HTTP status, ``reason`` what it means for the caller, and
+    ``github_message`` what GitHub said (``message`` and ``errors`` of its JSON body), if anything.
+    """
+
+    def __init__(self, status: int, reason: str, *, repository: str, github_message: str | None = None):
+        self.status = status
+        self.reason = reason
+        self.repository = repository
+        self.github_message = github_message
+        said = f" GitHub said: {github_message}" if github_message else ""
+        super().__init__(f"repository_dispatch to {repository} refused ({status}): {reason}.{said}")
+
+
+class DispatchFailed(TradeloopError):
+    """The dispatch could not be delivered (GitHub unavailable, rate limited, unreachable, or an
+    unexpected answer); ``attempts`` were made and ``status`` is the last HTTP status, if any."""
+
+    def __init__(self, reason: str, *, repository: str, attempts: int, status: int | None = None):
+        self.reason = reason
+        self.repository = repository
+        self.attempts = attempts
+        self.status = status
+        super().__init__(f"repository_dispatch to {repository} failed after {attempts} attempt(s): {reason}")
+
+
 class StaleFeatures(TradeloopError):
     """Online features are older than the allowed age."""
 
@@ -90,6 +122,8 @@ _CODES: tuple[tuple[type[TradeloopError], int, str, int], ...] = (
     (StaleFeatures, 503, "UNAVAILABLE", 3),
     (ModelNotReady, 503, "UNAVAILABLE", 3),
     (BundleIntegrityError, 503, "UNAVAILABLE", 3),
+    (DispatchRefused, 502, "FAILED_PRECONDITION", 4),
+    (DispatchFailed, 503, "UNAVAILABLE", 3),
 )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from tradeloop.cli.output import Output, fail_on_errors, table
 
-__all__ = ["metrics_table", "train"]
+__all__ = ["emit_result", "metrics_table", "train", "train_and_gate"]
 
 COLUMNS = ("model", "dir acc", "IC", "rank IC", "RMSE", "Sharpe", "max DD", "hit rate", "turnover")
 
@@ -40,68 +41,64 @@ def metrics_table(report: dict[str, Any], title: str):
     return table(title, COLUMNS, rows)
 
 
-def train(
-    ctx: typer.Context,
-    preset: Annotated[str, typer.Option("--preset", help="fast | balanced | quality.")] = "fast",
-    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Symbols [default: all].")] = None,
-    timeframes: Annotated[
-        list[str] | None, typer.Option("--timeframes", help="Timeframes, e.g. 1h,4h [default: all].")
-    ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Ray Train workers.")] = 2,
-    gpu: Annotated[bool, typer.Option("--gpu", help="Train the CNN on GPU workers.")] = False,
-    promote: Annotated[bool, typer.Option("--promote", help="Make it champion if the gate agrees.")] = False,
-    cost: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cost",
-            help="Cost per unit of position change, CLASS=BPS (e.g. crypto=10); repeatable. "
-            "Defaults: crypto 10, equity 5, fx 1, commodity 3.",
-        ),
-    ] = None,
-    gate_on_sharpe: Annotated[
-        bool,
-        typer.Option("--gate-on-sharpe", help="A first champion must also beat always-long's Sharpe."),
-    ] = False,
-    mlflow_uri: Annotated[
-        str | None, typer.Option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
-    ] = None,
-) -> None:
-    """Train a bundle on the stored series, register it as challenger and run the promotion gate."""
-    out: Output = ctx.obj
-    with fail_on_errors(out):
-        from tradeloop.registry import Registry
-        from training.gate import GateConfig, register_and_gate
-        from training.job import TrainRequest, prepare, run
-        from training.presets import get_preset
+def train_and_gate(
+    out: Output,
+    *,
+    preset: str,
+    symbols: list[str] | None,
+    timeframes: list[str] | None,
+    workers: int,
+    gpu: bool,
+    cost: list[str] | None,
+    promote: bool,
+    gate_on_sharpe: bool,
+    mlflow_uri: str | None,
+) -> tuple[Any, Any, Any]:
+    """Validate, train, register and gate; (TrainResult, registered version, Decision).
 
-        request = TrainRequest(
-            preset=get_preset(preset, **({"costs_bps": _split(cost)} if cost else {})),
-            symbols=_split(symbols),
-            timeframes=_split(timeframes),
-            workers=workers,
-            gpu=gpu,
+    Raises tradeloop errors (the caller's ``fail_on_errors`` maps them); every input check runs
+    before Ray starts.
+    """
+    from tradeloop.registry import Registry
+    from training.gate import GateConfig, register_and_gate
+    from training.job import TrainRequest, prepare, run
+    from training.presets import get_preset
+
+    request = TrainRequest(
+        preset=get_preset(preset, **({"costs_bps": _split(cost)} if cost else {})),
+        symbols=_split(symbols),
+        timeframes=_split(timeframes),
+        workers=workers,
+        gpu=gpu,
+    )
+    prepared = prepare(out.settings, request)  # bad input fails here, before Ray starts
+    if not out.json:
+        out.errors.print(
+            f"training {len(prepared.data):,} samples from {len(prepared.data.series)} series "
+            f"with {workers} Ray workers…"
         )
-        prepared = prepare(out.settings, request)  # bad input fails here, before Ray starts
-        if not out.json:
-            out.errors.print(
-                f"training {len(prepared.data):,} samples from {len(prepared.data.series)} series "
-                f"with {workers} Ray workers…"
-            )
-        result = run(out.settings, prepared)
-        version, decision = register_and_gate(
-            Registry(out.settings, mlflow_uri),
-            result.bundle_dir,
-            result.report_dir,
-            promote=promote,
-            result=result,
-            config=GateConfig(gate_on_sharpe=gate_on_sharpe),
-        )
+    registry = Registry(out.settings, mlflow_uri)
+    registry.alias("champion")  # an unreachable registry fails now, not after minutes of training
+    result = run(out.settings, prepared)
+    version, decision = register_and_gate(
+        registry,
+        result.bundle_dir,
+        result.report_dir,
+        promote=promote,
+        result=result,
+        config=GateConfig(gate_on_sharpe=gate_on_sharpe),
+    )
+    return result, version, decision
+
+
+def emit_result(out: Output, result: Any, version: Any, decision: Any) -> dict[str, Any]:
+    """Print (or return as JSON) the metrics table and the gate's reasoning of a training run."""
     report = result.report
     payload = {
         "version": version.version,
         "aliases": list(version.aliases),
         "decision": decision.to_dict(),
-        "promoted": "champion" in version.aliases,
+        "promoted": bool(decision.promote) and "champion" in version.aliases,
         "bundle": str(result.bundle_dir),
         "report": str(result.report_dir),
         "metrics": {name: entry["overall"] for name, entry in report["models"].items()},
@@ -120,8 +117,59 @@ def train(
         lines=[
             "costs (bps): " + ", ".join(f"{k} {v:g}" for k, v in report["context"]["cost_bps"].items()),
             f"shuffled-label control at chance: {report['control_at_chance']}",
-            *decision.lines(),
-            f"registered tradeloop v{version.version}: {verdict}",
+            *(escape(line) for line in decision.lines()),
+            f"registered tradeloop v{version.version}: {escape(verdict)}",
             f"report: {result.report_dir / 'report.md'}",
         ],
     )
+    return payload
+
+
+PresetOpt = Annotated[str, typer.Option("--preset", help="fast | balanced | quality.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Ray Train workers.")]
+CostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cost",
+        help="Cost per unit of position change, CLASS=BPS (e.g. crypto=10); repeatable. "
+        "Defaults: crypto 10, equity 5, fx 1, commodity 3.",
+    ),
+]
+SharpeOpt = Annotated[
+    bool, typer.Option("--gate-on-sharpe", help="A first champion must also beat always-long's Sharpe.")
+]
+UriOpt = Annotated[
+    str | None, typer.Option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
+]
+
+
+def train(
+    ctx: typer.Context,
+    preset: PresetOpt = "fast",
+    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Symbols [default: all].")] = None,
+    timeframes: Annotated[
+        list[str] | None, typer.Option("--timeframes", help="Timeframes, e.g. 1h,4h [default: all].")
+    ] = None,
+    workers: WorkersOpt = 2,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Train the CNN on GPU workers.")] = False,
+    promote: Annotated[bool, typer.Option("--promote", help="Make it champion if the gate agrees.")] = False,
+    cost: CostOpt = None,
+    gate_on_sharpe: SharpeOpt = False,
+    mlflow_uri: UriOpt = None,
+) -> None:
+    """Train a bundle on the stored series, register it as challenger and run the promotion gate."""
+    out: Output = ctx.obj
+    with fail_on_errors(out):
+        result, version, decision = train_and_gate(
+            out,
+            preset=preset,
+            symbols=symbols,
+            timeframes=timeframes,
+            workers=workers,
+            gpu=gpu,
+            cost=cost,
+            promote=promote,
+            gate_on_sharpe=gate_on_sharpe,
+            mlflow_uri=mlflow_uri,
+        )
+    emit_result(out, result, version, decision)
