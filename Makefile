@@ -55,3 +55,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tradeloop .pytest_cache .ruff_cache
+
+# Kubernetes packaging: helm lint + every values profile (Helm 4 and 3), schemas, CRD fields,
+# security scan, hadolint, k8s/ in sync with the chart. helm/kubectl: scripts/get_helm.py.
+.PHONY: chart-check
+chart-check: $(STAMP)
+	$(PY) scripts/render_k8s.py --check
+	$(VENV)/bin/pytest tests/k8s $(PYTEST_ARGS)

@@ -59,7 +59,11 @@ __all__ = [
     "redis_connection_string",
 ]
 
-REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+# The Feast repository: TRADELOOP_FEATURE_REPO where it is installed apart from the source (the image
+# ships it at /app/feature_repo), else the checkout's own feature_repo/.
+REPO_DIR = Path(
+    os.environ.get("TRADELOOP_FEATURE_REPO") or Path(__file__).resolve().parents[1] / "feature_repo"
+).resolve()
 FEATURE_SERVICE = f"tradeloop_v{spec.SPEC_VERSION}"
 FEATURE_REFS: tuple[str, ...] = (
     *(f"bar_features:{n}" for n in (*spec.FEATURE_NAMES, *spec.METADATA)),

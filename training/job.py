@@ -134,6 +134,9 @@ def ray_session(workers: int, gpu: bool) -> Iterator[int]:
     import ray
 
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        # a KubeRay RayJob driver: join the cluster as it is (Ray refuses num_cpus when joining)
+        ray.init(runtime_env={"env_vars": {HEALTH_CHECK_ENV: os.environ[HEALTH_CHECK_ENV]}})
     if ray.is_initialized():
         total = int(ray.cluster_resources().get("CPU", workers))
         yield max(1, total // workers)
