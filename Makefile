@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/features.py
 	$(PY) bench/online.py
 	$(PY) bench/train.py
+	$(PY) bench/drift.py
 	$(PY) bench/report.py
 
 clean:
