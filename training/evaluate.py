@@ -1,7 +1,7 @@
 """Walk-forward metrics for the model, its parts, the naive baselines and the shuffled control.
 
 Every predictor is scored on exactly the same rows (each fold's test rows) by the same rules
-(:mod:`training.metrics`: a zero prediction is "no call" and scores 0.5, flat-return rows are
+(:mod:`tradeloop.metrics`: a zero prediction is "no call" and scores 0.5, flat-return rows are
 excluded for everyone; :mod:`training.backtest`: overlapping h-bar positions, per-asset-class
 costs, a fold with no positions has Sharpe 0). A prediction is a forward log return (the model's
 z-score times the row's past-only volatility). Baselines need no fitting beyond the past:
@@ -23,9 +23,9 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from tradeloop.features import spec
+from tradeloop.metrics import block_bootstrap, point_metrics
 from training.backtest import BacktestResult, SeriesReturns, backtest
 from training.datasets import Dataset, Plan
-from training.metrics import block_bootstrap, point_metrics
 
 __all__ = [
     "BASELINES",

@@ -353,6 +353,7 @@ def run(
     costs = req.preset.costs_bps
     evaluation, equity = evaluate(data, layout, preds, costs=costs, seed=req.preset.seed)
     serving = serving_maps(data, layout, preds["model"], costs)
+    serving["reference"] = drift_reference(data, layout, preds["model"], serving["calibration"])
     evaluation |= {"learning_curves": curves, "onnx_max_abs_diff": parity, "timings": timings}
     evaluation |= {"calibration": serving["report"]}
     manifest = reporting.write_bundle(bundle_dir, prep, evaluation, normalisers, parity, serving)
@@ -404,6 +405,37 @@ def serving_maps(
         "band": {k: band[k] for k in ("threshold", "quantile", "sharpe_in_sample", "grid")},
     }
     return {"calibration": calibration, "band": band, "report": report}
+
+
+def drift_reference(
+    data: Dataset, layout: Plan, model_pred: np.ndarray, calibration: dict[str, Any]
+) -> dict[str, Any]:
+    """What the monitor compares live data with (``tradeloop.drift`` references, JSON).
+
+    Features: every training sample's indicators, per series and pooled, in time order.
+    Predictions: ``prob_up`` of the walk-forward out-of-sample scores, mapped by the bundle's own
+    calibration (what the served model's outputs look like on data it did not train on).
+    """
+    from tradeloop.calibration import prob_up
+    from tradeloop.drift import reference_by_series, reference_stats
+
+    names = list(spec.FEATURE_NAMES)
+    frame = pd.DataFrame(data.inputs(np.arange(len(data)))[:, : len(names)], columns=names)
+    frame["series_id"] = [data.series[s].series_id for s in data.sid]
+    frame["ts"] = data.ts
+    frame = frame.sort_values(["series_id", "ts"], kind="stable")
+    idx = np.flatnonzero(layout.test)
+    probs = prob_up(calibration, model_pred[idx] / data.scale[idx])
+    return {
+        "features": reference_by_series(frame, names, "series_id"),
+        "predictions": reference_stats(probs[np.argsort(data.ts[idx], kind="stable")][:, None], ["prob_up"]),
+        "rows": {
+            "features": len(frame),
+            "predictions": len(idx),
+            "start": _iso(data.ts.min()),
+            "end": _iso(data.ts.max()),
+        },
+    }
 
 
 def _iso(value: np.datetime64) -> str:

@@ -89,6 +89,7 @@ def write_bundle(
         },
         "calibration": serving["calibration"],
         "band": serving["band"],
+        "reference": serving["reference"],
         "metrics": {name: entry["overall"] for name, entry in evaluation["models"].items()},
         "control_at_chance": evaluation["control_at_chance"],
         "preset": req.preset.to_dict(),

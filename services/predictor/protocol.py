@@ -14,6 +14,7 @@ shape [N]. v1 carries the same names inside ``instances`` (one object per row) a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +89,7 @@ def _values(tensor: Tensor) -> np.ndarray | list[str]:
     expected_type = INPUTS[name]
     if tensor.datatype != expected_type and not (expected_type == "FP32" and tensor.datatype in _NUMERIC):
         raise InvalidInput(name, f"datatype must be {expected_type}, got {tensor.datatype!r}")
-    count = int(np.prod(shape)) if len(shape) else 1
+    count = math.prod(shape)  # exact: np.prod wraps around in int64 ([2**32, 2**32] → 0)
     data = tensor.data
     if expected_type == "BYTES":
         flat = (
@@ -188,7 +189,8 @@ def decode_v1(body: Any) -> Request:
             [Tensor("window", "FP32", list(w.shape), w), Tensor("features", "FP32", list(f.shape), f)]
         )
     unknown = sorted(keys - set(INPUTS))
-    field = unknown[0] if unknown else sorted(({"symbol", "timeframe"} | {"window", "features"}) - keys)[0]
+    pair = {"symbol", "timeframe"} if keys & {"symbol", "timeframe"} else {"window", "features"}
+    field = unknown[0] if unknown else (sorted(pair - keys) or ["instances"])[0]  # the missing half
     raise InvalidInput(field, "each instance needs symbol+timeframe or window+features")
 
 

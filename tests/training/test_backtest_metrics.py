@@ -14,8 +14,7 @@ import pytest
 from scipy import stats
 
 from tradeloop.errors import InvalidInput
-from training.backtest import DEFAULT_COSTS_BPS, SeriesReturns, backtest, periods_per_year
-from training.metrics import (
+from tradeloop.metrics import (
     block_bootstrap,
     directional_accuracy,
     ic,
@@ -23,6 +22,7 @@ from training.metrics import (
     rank_ic,
     rmse,
 )
+from training.backtest import DEFAULT_COSTS_BPS, SeriesReturns, backtest, periods_per_year
 
 NAN = float("nan")
 ZERO_COSTS = {"crypto": 0.0, "equity": 0.0, "fx": 0.0, "commodity": 0.0}

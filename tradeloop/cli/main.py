@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tradeloop.cli import data, features, ingest, models, train
+from tradeloop.cli import data, features, ingest, models, monitor, retrain, serve, train
 from tradeloop.cli.output import Output
 from tradeloop.config import Settings
 
@@ -21,8 +21,12 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
+app.add_typer(monitor.app, name="monitor")
 app.command("train")(train.train)
+app.command("retrain")(retrain.retrain)
 app.command(name="ingest")(ingest.ingest)
+app.command("serve")(serve.serve)
+app.command("predict")(serve.predict)
 
 
 @app.callback()
