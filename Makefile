@@ -46,6 +46,9 @@ demo: $(STAMP)
 	@$(TL) models show champion >/dev/null 2>&1 || $(TL) models promote challenger \
 	  --reason "demo: the first model did not earn promotion; served by hand so later stages have a champion"
 	$(TL) models list
+	bash scripts/demo_serve.sh $(DEMO_HOME)
+	GITHUB_REPOSITORY=$${GITHUB_REPOSITORY:-example/tradeloop} $(TL) monitor check --dry-run --consecutive 1 \
+	  || test $$? -eq 10
 
 bench: $(STAMP)
 	$(PY) bench/features.py

@@ -1,5 +1,6 @@
-"""``tradeloop monitor check`` against a real champion: a shifted regime fires, a normal one does
-not fire within k checks, degraded live accuracy fires, and the dispatch dry run shows the request.
+"""``tradeloop monitor check`` against a real champion: a shifted regime fires, degraded live
+accuracy fires, and the dispatch dry run shows the request. (The false-trigger rate of adjacent
+same-regime windows is measured in tests/monitor/test_drift.py.)
 
 The champion is the fast preset trained on the real crypto slice (its bundle carries the drift
 references). The shifted market is the same three real series with every bar's log moves scaled
@@ -111,14 +112,6 @@ def test_a_shifted_regime_fires_drift_and_the_cooldown_holds_the_next(trained, t
     assert sent["request"]["body"]["event_type"] == DRIFT
     assert len(sent["request"]["body"]["client_payload"]) <= 10
     assert (shifted.home / "monitor" / "report.html").stat().st_size > 5000
-
-
-def test_the_unshifted_market_does_not_fire_with_hysteresis(trained, tmp_path):
-    uri = _champion(trained, tmp_path)
-    calm = _home(tmp_path / "calm", 1.0)
-    results = [run_check(calm, MonitorConfig(consecutive=3, mlflow_uri=uri)) for _ in range(2)]
-    assert all(r.fired is None for r in results)
-    assert not any(e["drifted"] and e["max_psi"] > 1.0 for r in results for e in r.series.values())
 
 
 def test_live_accuracy_below_the_walk_forward_bound_fires_performance(trained, tmp_path):
