@@ -46,7 +46,8 @@ class GateConfig:
     """Margins a challenger must clear against the champion, and what a first champion needs."""
 
     margins: dict[str, float] = field(
-        default_factory=lambda: {"directional_accuracy": 0.005, "ic": 0.0, "sharpe": 0.0}
+        # rank IC, not Pearson IC: a few heavy-tailed returns decide Pearson's r on market data
+        default_factory=lambda: {"directional_accuracy": 0.005, "rank_ic": 0.0, "sharpe": 0.0}
     )
     min_win_share: float = 0.5  # share of comparable folds the challenger must win by the margin
     gate_on_sharpe: bool = False  # first champion must also beat always-long's Sharpe after costs

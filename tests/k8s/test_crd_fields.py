@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
-import kserve.models as kserve_models
 import kubernetes.client.models as k8s_models
 import kubernetes_validate
 import pytest
@@ -131,11 +133,31 @@ def test_rayjob_runtime_env_is_yaml_env_vars(everything: list[Rendering]) -> Non
 
 
 # -- InferenceService: the kserve package's model classes -------------------------------------------
+# kserve's package registers the v2 inference protobufs on import, and so does tritonclient.grpc,
+# which the serving tests import: one process cannot hold both ("duplicate symbol"). So the kserve
+# model classes' field tables are read in a subprocess and used here as plain data.
+_DUMP = """
+import inspect, json, kserve.models as m
+print(json.dumps({n: {"attribute_map": c.attribute_map, "openapi_types": c.openapi_types}
+                  for n, c in inspect.getmembers(m, inspect.isclass) if hasattr(c, "attribute_map")}))
+"""
+
+
+@cache
+def _kserve_models() -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _DUMP], capture_output=True, text=True, check=True, timeout=120
+    )
+    return {name: SimpleNamespace(**tables) for name, tables in json.loads(done.stdout).items()}
+
+
 @cache
 def _model(name: str) -> Any:
-    for module in (kserve_models, k8s_models):
-        if hasattr(module, name):
-            return getattr(module, name)
+    kserve_models = _kserve_models()
+    if name in kserve_models:
+        return kserve_models[name]
+    if hasattr(k8s_models, name):
+        return getattr(k8s_models, name)
     raise LookupError(name)
 
 

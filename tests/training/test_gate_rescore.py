@@ -74,7 +74,7 @@ def test_champion_is_rescored_on_the_challenger_windows_after_its_data(older, tr
     assert decision.basis == "champion re-scored on the challenger's windows"
     assert decision.folds, decision.reason
     for side in (decision.challenger, decision.champion):
-        assert set(side) == {"directional_accuracy", "ic", "sharpe"}  # the gated metrics
+        assert set(side) == {"directional_accuracy", "rank_ic", "sharpe"}  # the gated metrics
         assert all(value is not None for value in side.values())
     assert decision.challenger != decision.champion, "two different models on the same rows"
     champion_end = pd.Timestamp(older.manifest["data"]["end"])

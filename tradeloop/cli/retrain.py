@@ -16,7 +16,16 @@ from typing import Annotated, Any
 import typer
 
 from tradeloop.cli.output import Output, fail_on_errors
-from tradeloop.cli.train import CostOpt, PresetOpt, SharpeOpt, UriOpt, WorkersOpt, emit_result, train_and_gate
+from tradeloop.cli.train import (
+    CostOpt,
+    GateMetricsOpt,
+    PresetOpt,
+    SharpeOpt,
+    UriOpt,
+    WorkersOpt,
+    emit_result,
+    train_and_gate,
+)
 
 __all__ = ["KEPT", "retrain", "summary_markdown"]
 
@@ -48,6 +57,7 @@ def retrain(
     workers: WorkersOpt = 2,
     cost: CostOpt = None,
     gate_on_sharpe: SharpeOpt = False,
+    gate_metrics: GateMetricsOpt = None,
     summary: Annotated[
         Path | None,
         typer.Option("--summary", envvar="GITHUB_STEP_SUMMARY", help="Append the markdown summary here."),
@@ -71,6 +81,7 @@ def retrain(
             promote=True,
             gate_on_sharpe=gate_on_sharpe,
             mlflow_uri=mlflow_uri,
+            gate_metrics=gate_metrics,
         )
     payload = emit_result(out, result, version, decision)
     if summary is not None:

@@ -53,12 +53,14 @@ def train_and_gate(
     promote: bool,
     gate_on_sharpe: bool,
     mlflow_uri: str | None,
+    gate_metrics: list[str] | None = None,
 ) -> tuple[Any, Any, Any]:
     """Validate, train, register and gate; (TrainResult, registered version, Decision).
 
     Raises tradeloop errors (the caller's ``fail_on_errors`` maps them); every input check runs
     before Ray starts.
     """
+    from tradeloop.errors import InvalidInput
     from tradeloop.registry import Registry
     from training.gate import GateConfig, register_and_gate
     from training.job import TrainRequest, prepare, run
@@ -71,6 +73,15 @@ def train_and_gate(
         workers=workers,
         gpu=gpu,
     )
+    config = GateConfig(gate_on_sharpe=gate_on_sharpe)
+    if gate_metrics:
+        chosen = _split(gate_metrics) or []
+        unknown = sorted(set(chosen) - set(config.margins))
+        if unknown or not chosen:
+            raise InvalidInput(
+                "gate-metrics", f"choose from {', '.join(config.margins)}, got {unknown or chosen}"
+            )
+        config = GateConfig(margins={m: config.margins[m] for m in chosen}, gate_on_sharpe=gate_on_sharpe)
     prepared = prepare(out.settings, request)  # bad input fails here, before Ray starts
     if not out.json:
         out.errors.print(
@@ -86,7 +97,7 @@ def train_and_gate(
         result.report_dir,
         promote=promote,
         result=result,
-        config=GateConfig(gate_on_sharpe=gate_on_sharpe),
+        config=config,
     )
     return result, version, decision
 
@@ -137,6 +148,14 @@ CostOpt = Annotated[
 ]
 SharpeOpt = Annotated[
     bool, typer.Option("--gate-on-sharpe", help="A first champion must also beat always-long's Sharpe.")
+]
+GateMetricsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--gate-metrics",
+        help="Metrics a challenger must beat the champion on, fold by fold "
+        "[default: directional_accuracy,rank_ic,sharpe].",
+    ),
 ]
 UriOpt = Annotated[
     str | None, typer.Option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
