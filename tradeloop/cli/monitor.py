@@ -28,16 +28,33 @@ CooldownOpt = Annotated[float, typer.Option("--cooldown", help="Seconds after a 
 DispatchOpt = Annotated[
     bool, typer.Option("--dispatch", help="Send repository_dispatch when a trigger fires.")
 ]
+PsiOpt = Annotated[float, typer.Option("--psi", help="PSI a drifting feature reaches.")]
+KsOpt = Annotated[
+    float, typer.Option("--ks-alpha", help="Corrected KS p-value below which a change is significant.")
+]
+W1Opt = Annotated[float, typer.Option("--wasserstein", help="Wasserstein/σ reported as a breach.")]
 DryOpt = Annotated[
     bool, typer.Option("--dry-run", help="Build the dispatch request and print it; send nothing.")
 ]
 
 
-def _config(window_bars: int, consecutive: int, cooldown: float, mlflow_uri: str | None) -> Any:
+def _config(
+    window_bars: int,
+    consecutive: int,
+    cooldown: float,
+    mlflow_uri: str | None,
+    thresholds: tuple[float, float, float] = (0.2, 0.01, 0.1),
+) -> Any:
     from services.monitor.check import MonitorConfig
+    from tradeloop.drift import DriftThresholds
 
+    psi, ks_alpha, wasserstein = thresholds
     return MonitorConfig(
-        window_bars=window_bars, consecutive=consecutive, cooldown_s=cooldown, mlflow_uri=mlflow_uri
+        window_bars=window_bars,
+        consecutive=consecutive,
+        cooldown_s=cooldown,
+        mlflow_uri=mlflow_uri,
+        thresholds=DriftThresholds(psi=psi, ks_alpha=ks_alpha, wasserstein=wasserstein),
     )
 
 
@@ -62,14 +79,16 @@ def check(
     window_bars: WindowOpt = 336,
     consecutive: KOpt = 3,
     cooldown: CooldownOpt = 86400.0,
+    psi: PsiOpt = 0.2,
+    ks_alpha: KsOpt = 0.01,
+    wasserstein: W1Opt = 0.1,
     mlflow_uri: UriOpt = None,
 ) -> None:
     """One check against the champion's reference; exit 10 when a retrain trigger fired."""
     out: Output = ctx.obj
     with fail_on_errors(out):
-        result, sent = _run(
-            out, _config(window_bars, consecutive, cooldown, mlflow_uri), dispatch=dispatch, dry_run=dry_run
-        )
+        config = _config(window_bars, consecutive, cooldown, mlflow_uri, (psi, ks_alpha, wasserstein))
+        result, sent = _run(out, config, dispatch=dispatch, dry_run=dry_run)
     rows = [
         (
             sid,
