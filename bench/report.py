@@ -102,11 +102,90 @@ def _drift(r: dict) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def _serve(r: dict) -> list[tuple[str, str, str, str]]:
+    s, naive = r["servers"], r.get("naive") or {}
+
+    def closed(server: str, cell: str) -> dict:
+        return s[server]["cells"][cell]["closed"]
+
+    def lat(c: dict) -> str:
+        return f"{c['p50_ms']:.2f} / {c['p99_ms']:.2f} ms"
+
+    def naive_lat(n: str) -> str:
+        return f"{lat(naive[n])} (per-request pandas features + eager torch + XGBoost)" if n in naive else ""
+
+    rows = []
+    for proto, name in (("rest", "REST"), ("grpc", "gRPC")):
+        floor = closed("kserve/noop", f"{proto}/1")
+        rows.append(
+            (
+                f"serve KServe+Redis, 1 series, v2 {name} p50 / p99 (no-op floor p50)",
+                f"{lat(closed('kserve/redis', f'{proto}/1'))} ({floor['p50_ms']:.2f} ms)",
+                naive_lat("1") if proto == "rest" else "",
+                "p50 ≤ floor + 0.4 ms, p99 ≤ 3 ms",
+            )
+        )
+    rest, grpc = (s["kserve/redis"]["cells"][f"{p}/1"] for p in ("rest", "grpc"))
+    rows.append(
+        (
+            f"serve KServe+Redis max req/s, 1 process, {rest['max']['concurrency']} clients (REST / gRPC)",
+            f"{rest['max']['rps']:,.0f} / {grpc['max']['rps']:,.0f}",
+            "",
+            "≥ 800",
+        )
+    )
+    big = [closed("kserve/redis", f"{p}/100") for p in ("rest", "grpc")]
+    rows.append(
+        (
+            "serve KServe+Redis, 100 series, p50 / p99 (REST; gRPC)",
+            f"{lat(big[0])}; {lat(big[1])}",
+            naive_lat("100"),
+            "p99 ≤ 15 ms",
+        )
+    )
+    opened = [s["kserve/redis"]["cells"][f"{p}/1"]["open"] for p in ("rest", "grpc")]
+    rows.append(
+        (
+            "serve KServe+Redis open loop, 1 series: achieved req/s, p50 / p99 (REST; gRPC)",
+            "; ".join(f"{o['achieved_rps']:,.0f}/s {lat(o)}" for o in opened),
+            "",
+            "",
+        )
+    )
+    sq = [closed("kserve/sqlite", c) for c in ("rest/1", "grpc/1", "rest/100")]
+    rows.append(
+        (
+            "serve KServe+SQLite p50 (1 series REST / gRPC; 100 series REST)",
+            f"{sq[0]['p50_ms']:.2f} / {sq[1]['p50_ms']:.2f} ms; {sq[2]['p50_ms']:.2f} ms",
+            "",
+            "",
+        )
+    )
+    if "rayserve/sqlite" in s:
+        ray = r.get("rayserve_overhead", {})
+        rows.append(
+            (
+                "serve Ray Serve+SQLite, 1 series p50 (REST / gRPC): proxy floor + core",
+                " / ".join(
+                    f"{o['p50_ms']:.1f} ms = {o['floor_p50_ms']:.1f} + {o['core_adds_p50_ms']:.1f}"
+                    for o in (ray[p] for p in ("rest", "grpc") if p in ray)
+                ),
+                "",
+                "",
+            )
+        )
+        ray_max = [s["rayserve/sqlite"]["cells"][f"{p}/1"]["max"]["rps"] for p in ("rest", "grpc")]
+        maxima = f"{ray_max[0]:,.0f} / {ray_max[1]:,.0f}"
+        rows.append(("serve Ray Serve+SQLite max req/s (REST / gRPC)", maxima, "", ""))
+    return rows
+
+
 RENDERERS: dict[str, Callable[[dict], list[tuple[str, str, str, str]]]] = {
     "features.json": _features,
     "online.json": _online,
     "train.json": _train,
     "drift.json": _drift,
+    "serve.json": _serve,
 }
 
 
