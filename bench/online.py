@@ -16,8 +16,6 @@ import argparse
 import json
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its shared helpers
+
+from redis_server import start_redis  # noqa: E402
 
 from tradeloop import feature_store as fs  # noqa: E402
 from tradeloop.bars.importer import import_file  # noqa: E402
@@ -42,20 +43,6 @@ from tradeloop.ingest import Ingestor  # noqa: E402
 TARGETS = {"redis_p99_ms_1": 2.0, "redis_p99_ms_100": 10.0, "ingest_bars_per_s": 2000.0}
 LIVE_BARS = 2000  # real bars held back from the store and ingested live
 NAIVE_BARS = 150  # bars pushed one at a time for the baseline
-
-
-def _redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def _home(root: Path, market: Path, env: dict[str, str]) -> tuple[Settings, pd.DataFrame]:
@@ -136,7 +123,7 @@ def main() -> None:
     if shutil.which("redis-server") is None:
         sys.exit("redis-server not found")
     tmp = Path(tempfile.mkdtemp(prefix="tradeloop-bench-"))
-    redis, url = _redis(tmp)
+    redis, url = start_redis(tmp)
     try:
         stores = {"sqlite": {}, "redis": {"TRADELOOP_REDIS_URL": url}}
         reads, ingest = {}, {}

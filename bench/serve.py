@@ -58,6 +58,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its shared helpers
+
+from redis_server import start_redis  # noqa: E402
 
 MODEL = "tradeloop"
 REAL_SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -548,18 +551,6 @@ class Server:
         self._log.close()
 
 
-def _redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    (port,) = _free_ports(1)
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
 # ------------------------------------------------------------------------------------------------
 # set-up: homes, online stores, champion
 # ------------------------------------------------------------------------------------------------
@@ -925,7 +916,7 @@ def main() -> None:
     load_start = list(os.getloadavg())
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tradeloop-bench-serve-"))
-    redis, redis_url = _redis(work)
+    redis, redis_url = start_redis(work)
     try:
         sql_home, redis_home = Settings.load(work / "home-sqlite"), Settings.load(work / "home-redis")
         setup = _build_home(sql_home, opts.market, work)
