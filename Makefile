@@ -5,9 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
-DEMO_HOME ?= .tradeloop/demo
+DEMO_HOME ?= .tradeloop/demo$(if $(filter 1 true yes,$(DEMO_FAST)),-fast)
 TL := $(VENV)/bin/tradeloop --home $(DEMO_HOME)
-BT_DATA = $(shell $(PY) -c 'import backtesting, pathlib; print(pathlib.Path(backtesting.__file__).parent / "test")')
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint format demo bench clean
@@ -32,23 +31,10 @@ format: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The whole loop (tradeloop demo): import → features → Feast → train → serve → stream → monitor →
+# retrain → report. Finished stages are skipped on a re-run; DEMO_FAST=1 is the reduced mode CI runs.
 demo: $(STAMP)
-	$(TL) data import $(BT_DATA)/GOOG.csv --symbol GOOG
-	$(TL) data import $(BT_DATA)/EURUSD.csv --symbol EURUSD
-	$(TL) data resample --to 4h --from 1h
-	$(TL) data list
-	$(TL) features build
-	$(TL) features verify
-	$(TL) features apply
-	$(TL) features materialize --incremental
-	$(TL) features get EURUSD 1h
-	$(TL) train --preset fast --timeframes 1h,4h --promote
-	@$(TL) models show champion >/dev/null 2>&1 || $(TL) models promote challenger \
-	  --reason "demo: the first model did not earn promotion; served by hand so later stages have a champion"
-	$(TL) models list
-	bash scripts/demo_serve.sh $(DEMO_HOME)
-	GITHUB_REPOSITORY=$${GITHUB_REPOSITORY:-example/tradeloop} $(TL) monitor check --dry-run --consecutive 1 \
-	  || test $$? -eq 10
+	$(TL) demo
 
 bench: $(STAMP)
 	$(PY) bench/features.py

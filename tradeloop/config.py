@@ -83,3 +83,13 @@ class Settings:
     @property
     def ray_results_dir(self) -> Path:
         return self.home / "ray_results"
+
+    @property
+    def report_dir(self) -> Path:
+        """The whole-loop HTML report (``index.html``) and the inputs it is built from."""
+        return self.home / "report"
+
+    @property
+    def demo_dir(self) -> Path:
+        """The demo's stage checkpoints and the measurements it hands to the report."""
+        return self.home / "demo"

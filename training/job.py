@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -292,10 +292,30 @@ def xgb_data(prep: Prepared, group: str, scores: np.ndarray) -> tuple[xgb.XGBDat
     return payload, idx
 
 
+def steps(prep: Prepared) -> list[str]:
+    """The steps :func:`run` reports through its ``progress`` callback, in order."""
+    data = prep.data
+    return [
+        *(f"CNN {g}" for g in sorted(set(data.group_of("cnn")))),
+        *(f"XGBoost {g}" for g in sorted(set(data.group_of("xgb")))),
+        "evaluation and bundle",
+    ]
+
+
 def run(
-    settings: Settings, prep: Prepared, *, run_dir: Path | None = None, ray_dir: Path | None = None
+    settings: Settings,
+    prep: Prepared,
+    *,
+    run_dir: Path | None = None,
+    ray_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train, export, evaluate and write the bundle and report of a prepared request."""
+    """Train, export, evaluate and write the bundle and report of a prepared request.
+
+    ``progress`` is called with each name of :func:`steps` as that step starts, so a caller can
+    show how far a run of several minutes is.
+    """
+    tell = progress or (lambda step: None)
     import onnxruntime as ort
 
     from training import report as reporting
@@ -315,6 +335,7 @@ def run(
     with ray_session(req.workers, req.gpu) as per_worker:
         t0 = time.perf_counter()
         for group in sorted(set(data.group_of("cnn"))):
+            tell(f"CNN {group}")
             model, progress, fit_idx = _train_cnn(prep, group, ray_dir, name, per_worker)
             cnn_rows[group] = fit_idx
             curves["cnn"][group] = progress["history"]
@@ -337,6 +358,7 @@ def run(
         timings["cnn_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for group in sorted(set(data.group_of("xgb"))):
+            tell(f"XGBoost {group}")
             booster, outputs, idx, fold_test = _train_xgb(prep, group, scores, ray_dir, name, per_worker)
             (bundle_dir / "xgb").mkdir(parents=True, exist_ok=True)
             booster.save_model(str(bundle_dir / "xgb" / f"{group}.ubj"))
@@ -349,6 +371,7 @@ def run(
         timings["xgb_s"] = time.perf_counter() - t0
     from training.evaluate import evaluate, walk_forward_baselines
 
+    tell("evaluation and bundle")
     preds |= walk_forward_baselines(data, layout)
     costs = req.preset.costs_bps
     evaluation, equity = evaluate(data, layout, preds, costs=costs, seed=req.preset.seed)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tradeloop.cli import data, features, ingest, models, monitor, retrain, serve, train
+from tradeloop.cli import data, demo, features, ingest, models, monitor, retrain, serve, train
 from tradeloop.cli.output import Output
 from tradeloop.config import Settings
 
@@ -27,6 +27,7 @@ app.command("retrain")(retrain.retrain)
 app.command(name="ingest")(ingest.ingest)
 app.command("serve")(serve.serve)
 app.command("predict")(serve.predict)
+app.command("demo")(demo.demo)
 
 
 @app.callback()

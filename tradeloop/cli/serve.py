@@ -7,17 +7,17 @@ the commands, so the rest of the CLI starts fast and works where only the core i
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tradeloop.cli.output import Output, fail_on_errors, table
-from tradeloop.errors import InvalidInput, ModelNotReady, RequestTooLarge, TradeloopError
+from tradeloop.errors import InvalidInput
 
-__all__ = ["predict", "serve"]
+if TYPE_CHECKING:
+    from tradeloop.client import Answer
 
-MODEL = "tradeloop"
-OUTPUTS = ("prob_up", "expected_return", "signal", "model_version", "as_of", "feature_age_s")
+__all__ = ["predict", "serve", "shown"]
 
 
 class Engine(StrEnum):
@@ -85,100 +85,28 @@ def predict(
     timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h.")],
     url: Annotated[str, typer.Option("--url", help="REST address of the server.")] = "http://127.0.0.1:8080",
     use_grpc: Annotated[bool, typer.Option("--grpc", help="Call v2 gRPC instead of v2 REST.")] = False,
+    use_v1: Annotated[bool, typer.Option("--v1", help="Call v1 REST instead of v2 REST.")] = False,
     grpc_url: Annotated[str, typer.Option("--grpc-url", help="gRPC host:port.")] = "127.0.0.1:8081",
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait.")] = 10.0,
 ) -> None:
-    """Ask a running server for the prediction of one series (v2 REST, or gRPC with --grpc)."""
+    """Ask a running server for the prediction of one series (v2 REST; --v1 or --grpc)."""
+    from tradeloop.client import PredictClient
+
     out: Output = ctx.obj
-    with fail_on_errors(out):
-        if use_grpc:
-            row = _predict_grpc(grpc_url, symbol, timeframe, timeout)
-        else:
-            row = _predict_rest(url, symbol, timeframe, timeout)
-    shown = {
-        "prob_up": f"{row['prob_up']:.4f}",
-        "expected_return": f"{row['expected_return']:+.4e}",
-        "signal": row["signal"],
-        "model_version": row["model_version"],
-        "as_of": row["as_of"] or "-",
-        "feature_age_s": "-" if row["feature_age_s"] is None else f"{row['feature_age_s']:,.0f}",
-    }
-    out.emit(row, table=table(row["series"], ("output", "value"), shown.items()))
+    with fail_on_errors(out), PredictClient(url, grpc_url, timeout=timeout) as client:
+        call = client.grpc if use_grpc else client.v1 if use_v1 else client.v2
+        answer = call(symbol, timeframe)
+    row = answer.to_dict()
+    out.emit(row, table=table(answer.series, ("output", "value"), shown(answer).items()))
 
 
-def _remote_error(status: int | str, message: str) -> TradeloopError:
-    """The server's error as the tradeloop type that gives the same exit code here."""
-    text = f"the server answered {status}: {message}"
-    if status in (413, "RESOURCE_EXHAUSTED"):
-        return RequestTooLarge("request", text)
-    if status in (400, "INVALID_ARGUMENT", "FAILED_PRECONDITION"):
-        return InvalidInput("request", text)
-    if status in (503, "UNAVAILABLE"):
-        return ModelNotReady(text)
-    return TradeloopError(text)
-
-
-def _row(symbol: str, timeframe: str, values: dict[str, Any]) -> dict[str, Any]:
-    age = float(values["feature_age_s"])
+def shown(answer: Answer) -> dict[str, str]:
+    """An answer's values as people read them (fixed decimals, age in seconds)."""
     return {
-        "series": f"{symbol}:{timeframe}",
-        "prob_up": float(values["prob_up"]),
-        "expected_return": float(values["expected_return"]),
-        "signal": int(values["signal"]),
-        "model_version": str(values["model_version"]),
-        "as_of": str(values["as_of"]),
-        "feature_age_s": None if age < 0 else age,
+        "prob_up": f"{answer.prob_up:.4f}",
+        "expected_return": f"{answer.expected_return:+.4e}",
+        "signal": str(answer.signal),
+        "model_version": answer.model_version,
+        "as_of": answer.as_of or "-",
+        "feature_age_s": "-" if answer.feature_age_s is None else f"{answer.feature_age_s:,.0f}",
     }
-
-
-def _predict_rest(url: str, symbol: str, timeframe: str, timeout: float) -> dict[str, Any]:
-    import httpx
-
-    body = {
-        "inputs": [
-            {"name": "symbol", "datatype": "BYTES", "shape": [1], "data": [symbol]},
-            {"name": "timeframe", "datatype": "BYTES", "shape": [1], "data": [timeframe]},
-        ]
-    }
-    endpoint = f"{url.rstrip('/')}/v2/models/{MODEL}/infer"
-    try:
-        response = httpx.post(endpoint, json=body, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise TradeloopError(f"cannot reach {endpoint}: {type(exc).__name__}: {exc}") from exc
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {"error": response.text[:300]}
-    if response.status_code != 200:
-        raise _remote_error(response.status_code, str(payload.get("error", payload)))
-    values = {o["name"]: o["data"][0] for o in payload["outputs"]}
-    return _row(symbol, timeframe, values)
-
-
-def _predict_grpc(grpc_url: str, symbol: str, timeframe: str, timeout: float) -> dict[str, Any]:
-    import numpy as np
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    client = grpcclient.InferenceServerClient(grpc_url)
-    try:
-        try:
-            client.is_server_live(client_timeout=timeout)
-        except InferenceServerException as exc:
-            raise TradeloopError(f"cannot reach {grpc_url}: {exc.message()}") from exc
-        inputs = []
-        for name, value in (("symbol", symbol), ("timeframe", timeframe)):
-            tensor = grpcclient.InferInput(name, [1], "BYTES")
-            tensor.set_data_from_numpy(np.array([value.encode()], dtype=object))
-            inputs.append(tensor)
-        try:
-            result = client.infer(MODEL, inputs, client_timeout=timeout)
-        except InferenceServerException as exc:
-            raise _remote_error(str(exc.status()).removeprefix("StatusCode."), exc.message() or "") from exc
-    finally:
-        client.close()
-    values: dict[str, Any] = {}
-    for name in OUTPUTS:
-        value = result.as_numpy(name)[0]
-        values[name] = value.decode() if isinstance(value, bytes) else value
-    return _row(symbol, timeframe, values)

@@ -41,6 +41,27 @@ def metrics_table(report: dict[str, Any], title: str):
     return table(title, COLUMNS, rows)
 
 
+def _run_with_progress(out: Output, run: Any, prepared: Any) -> Any:
+    """``training.job.run`` under a progress bar over its steps (CNN and XGBoost per group)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.job import steps
+
+    names = steps(prepared)
+    if out.json:
+        return run(out.settings, prepared)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out.errors, transient=True) as bar:
+        task = bar.add_task("training", total=len(names))
+
+        def step(name: str) -> None:
+            bar.update(task, completed=names.index(name), description=f"training: {name}")
+
+        result = run(out.settings, prepared, progress=step)
+        bar.update(task, completed=len(names))
+    return result
+
+
 def train_and_gate(
     out: Output,
     *,
@@ -90,7 +111,7 @@ def train_and_gate(
         )
     registry = Registry(out.settings, mlflow_uri)
     registry.alias("champion")  # an unreachable registry fails now, not after minutes of training
-    result = run(out.settings, prepared)
+    result = _run_with_progress(out, run, prepared)
     version, decision = register_and_gate(
         registry,
         result.bundle_dir,
