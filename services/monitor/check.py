@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from services.monitor.live import labelled_predictions, read_prediction_log
 from tradeloop.bars.schema import parse_series_id
@@ -156,6 +157,11 @@ def _prediction_drift(
     settings: Settings, version: str, reference: dict[str, Any], config: MonitorConfig
 ) -> tuple[dict[str, Any], Any]:
     log = read_prediction_log(settings.home / "predictions", version=version)
+    # The reference holds one prediction per (series, bar): a bar asked about many times is one
+    # answer here too, or a client polling one bar would look like a collapsed distribution.
+    named = log["series_id"].astype(bool) & log["as_of"].astype(bool)
+    unique = log[named].drop_duplicates(["series_id", "as_of"], keep="last")
+    log = pd.concat([unique, log[~named]]).sort_values("logged_at", kind="stable")
     probs = log["prob_up"].to_numpy(np.float64)[-config.window_bars * 10 :]
     if len(probs) < MIN_PREDICTIONS:
         return {

@@ -133,12 +133,15 @@ def test_live_accuracy_below_the_walk_forward_bound_fires_performance(trained, t
             "feature_age_s": np.float32(1.0),
         }
     )
+    # A client that asks 300 more times about the first bar adds no evidence: one bar, one answer.
+    rows = pd.concat([rows, *[rows.iloc[[0]]] * 300], ignore_index=True)
     folder = calm.home / "predictions" / "date=2026-01-01"
     folder.mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False), folder / "part-0.parquet")
     result = run_check(calm, MonitorConfig(consecutive=1, mlflow_uri=uri))
     perf = result.performance
     assert perf["labelled"] == 400
+    assert result.predictions["rows"] == 400
     assert perf["accuracy"] < 0.05  # flat bars excluded; every moved bar called wrong
     assert perf["degraded"]
     assert result.fired == PERFORMANCE
