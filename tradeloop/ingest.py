@@ -42,7 +42,7 @@ from tradeloop.features import spec
 from tradeloop.features.offline import feature_rows
 from tradeloop.features.recent import update_windows
 from tradeloop.features.streaming import StreamingFeatures
-from tradeloop.ingest_input import ParsedBar, parse_lines
+from tradeloop.ingest_input import MALFORMED, ParsedBar, parse_lines
 
 __all__ = ["IngestReport", "Ingestor", "Rejection", "state_path"]
 
@@ -119,6 +119,15 @@ class _Series:
         return out
 
 
+def _parsed(row: Any, symbol: str, timeframe: str) -> ParsedBar:
+    """One row of the importer's canonical frame as the bar the ingest path validates."""
+    values = tuple(float(getattr(row, k)) for k in VALUE_COLUMNS)
+    text = ",".join(str(v) for v in (row.ts, *values))
+    if pd.isna(row.ts):
+        return ParsedBar(int(row.row), text, symbol, timeframe, error=(MALFORMED, "unparsable timestamp"))
+    return ParsedBar(int(row.row), text, symbol, timeframe, pd.Timestamp(row.ts), values)
+
+
 class Ingestor:
     """Ingests batches of bars for any number of series into one home's stores."""
 
@@ -164,6 +173,32 @@ class Ingestor:
         parsed = parse_lines(lines, symbol=symbol, timeframe=timeframe, more_ready=more_ready)
         for batch in _chunks(parsed, batch_size):
             self.ingest(batch)
+        return self.report
+
+    def run_file(
+        self,
+        path: Path,
+        *,
+        batch_size: int = 500,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+    ) -> IngestReport:
+        """Ingest a bar file read by the importer's reader (every layout ``data import`` takes).
+
+        Rows keep the file's order, except that a file written newest-first is read oldest-first
+        as import does; ``line`` is the 1-based data row. An unparsable timestamp is a
+        ``malformed`` bar, a missing value a ``nan`` one, as on the line-by-line path.
+        """
+        from tradeloop.bars.importer import read_series
+
+        if batch_size < 1:
+            raise InvalidInput("batch_size", f"must be at least 1, got {batch_size}")
+        for sym, tf, rows in read_series(path, symbol=symbol, timeframe=timeframe):
+            if len(rows) > 1 and rows["ts"].is_monotonic_decreasing:
+                rows = rows.iloc[::-1]
+            parsed = (_parsed(row, sym, tf.name) for row in rows.itertuples(index=False))
+            for batch in _chunks(parsed, batch_size):
+                self.ingest(batch)
         return self.report
 
     def ingest(self, batch: list[ParsedBar]) -> None:

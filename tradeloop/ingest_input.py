@@ -1,5 +1,9 @@
 """Line-by-line parsing of live bars (JSON lines or CSV) into bars or per-line errors.
 
+Field names and timestamps are read with the importer's rules (:mod:`tradeloop.bars.loaders`:
+the same column aliases in any casing, the same timestamp inference), so a header ``data
+import`` understands is understood here too.
+
 Parsing never raises for one bad line: a line that is not JSON/CSV, lacks a field or carries an
 unusable symbol, timeframe, timestamp or number becomes a :class:`ParsedBar` with ``error`` set
 (``malformed`` or ``missing_field``), so the bars around it still land. NaN values parse as NaN
@@ -16,14 +20,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from tradeloop.bars.loaders import (
+    COLUMN_ALIASES,
+    SYMBOL_ALIASES,
+    TIMEFRAME_ALIASES,
+    TS_ALIASES,
+    norm,
+    parse_timestamps,
+)
 from tradeloop.bars.schema import VALUE_COLUMNS, Timeframe, validate_symbol
-from tradeloop.errors import InvalidInput
+from tradeloop.errors import InvalidInput, UnusableFile
 
 __all__ = ["MALFORMED", "MISSING_FIELD", "ParsedBar", "parse_lines"]
 
 MALFORMED = "malformed"
 MISSING_FIELD = "missing_field"
-_TS_KEYS = ("ts", "timestamp", "open_time", "time", "date")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,37 +63,45 @@ def _number(value: object, name: str) -> float:
     return float(value)  # raises ValueError on text
 
 
-def _timestamp(value: object) -> pd.Timestamp:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        unit = "ms" if abs(value) >= 1e11 else "s"
-        ts = pd.Timestamp(value, unit=unit, tz="UTC")
-    else:
-        ts = pd.Timestamp(str(value))
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+def _timestamp(value: object, column: str) -> pd.Timestamp:
+    """One value through the importer's timestamp parser; a lone ``01/02/2023`` is refused as
+    ambiguous (one line cannot settle the day/month order), never guessed."""
+    if isinstance(value, bool):
+        raise ValueError(f"{column} is a boolean")
+    try:
+        ts = parse_timestamps(pd.Series([value]), "line", column).iloc[0]
+    except UnusableFile as exc:
+        raise ValueError(exc.reason) from exc
     if pd.isna(ts):
-        raise ValueError("empty timestamp")
+        raise ValueError(f"unparsable timestamp {value!r}")
     return ts
+
+
+def _first(keys: dict[str, object], aliases: Iterable[str]) -> str | None:
+    return next((a for a in aliases if a in keys), None)
 
 
 def _bar(
     line: int, text: str, record: dict[str, object], symbol: str | None, timeframe: str | None
 ) -> ParsedBar:
-    keys = {str(k).strip().lower(): v for k, v in record.items()}
-    ts_key = next((k for k in _TS_KEYS if k in keys), None)
-    sym = keys.get("symbol", symbol)
-    tf = keys.get("timeframe", timeframe)
+    keys = {norm(k): v for k, v in record.items()}
+    ts_key = _first(keys, TS_ALIASES)
+    sym_key, tf_key = _first(keys, SYMBOL_ALIASES), _first(keys, TIMEFRAME_ALIASES)
+    sym = keys.get(sym_key) if sym_key else symbol
+    tf = keys.get(tf_key) if tf_key else timeframe
+    value_keys = {name: _first(keys, COLUMN_ALIASES[name]) for name in VALUE_COLUMNS}
     missing = [
         name
         for name, present in (("ts", ts_key), ("symbol", sym), ("timeframe", tf))
         if present in (None, "")
-    ] + [k for k in VALUE_COLUMNS if k not in keys]
+    ] + [name for name, key in value_keys.items() if key is None]
     if missing:
         return ParsedBar(line, text, error=(MISSING_FIELD, f"missing {', '.join(missing)}"))
     try:
-        sym_ok = validate_symbol(str(sym))
+        sym_ok = validate_symbol(str(sym).strip().upper())
         tf_ok = Timeframe.parse(str(tf)).name
-        ts = _timestamp(keys[ts_key])  # type: ignore[index]
-        values = tuple(_number(keys[k], k) for k in VALUE_COLUMNS)
+        ts = _timestamp(keys[ts_key], ts_key or "ts")  # type: ignore[index]
+        values = tuple(_number(keys[value_keys[k]], k) for k in VALUE_COLUMNS)  # type: ignore[index]
     except (InvalidInput, ValueError, TypeError, OverflowError) as exc:
         return ParsedBar(line, text, symbol=str(sym), timeframe=str(tf), error=(MALFORMED, str(exc)))
     return ParsedBar(line, text, sym_ok, tf_ok, ts, values)

@@ -21,7 +21,7 @@ from tradeloop.bars.validate import DEFAULT_SPIKE_LOG, Reason, validate_bars
 from tradeloop.config import Settings
 from tradeloop.errors import UnusableFile
 
-__all__ = ["SeriesReport", "import_file", "infer_timeframe"]
+__all__ = ["SeriesReport", "import_file", "infer_timeframe", "read_series"]
 
 
 @dataclass(slots=True)
@@ -93,6 +93,24 @@ def _split_series(
     return groups
 
 
+def read_series(
+    path: str | Path, *, symbol: str | None = None, timeframe: str | None = None
+) -> list[tuple[str, Timeframe, pd.DataFrame]]:
+    """Each series of a bar file as (symbol, timeframe, raw rows): the one reader of bar files.
+
+    ``data import`` and ``tradeloop ingest FILE`` both read files here, so every layout one
+    accepts the other does: options beat symbol/timeframe columns beat the ``SYMBOL_TF`` file
+    name, and a timeframe nobody names is inferred from the bars' spacing.
+    """
+    source = str(Path(path).resolve())
+    raw = RawBars(source, load_bars(path).frame)
+    plans = []
+    for sym, tf_name, rows in _split_series(raw, symbol, timeframe):
+        tf = Timeframe.parse(tf_name) if tf_name else infer_timeframe(rows["ts"], source)
+        plans.append((sym, tf, rows))
+    return plans
+
+
 def import_file(
     path: str | Path,
     settings: Settings,
@@ -104,12 +122,7 @@ def import_file(
 ) -> list[SeriesReport]:
     """Validate ``path`` and (unless ``store`` is False) store its clean bars; one report per series."""
     source = str(Path(path).resolve())
-    raw = load_bars(path)
-    raw = RawBars(source, raw.frame)
-    plans = []
-    for sym, tf_name, rows in _split_series(raw, symbol, timeframe):
-        tf = Timeframe.parse(tf_name) if tf_name else infer_timeframe(rows["ts"], source)
-        plans.append((sym, tf, rows))
+    plans = read_series(path, symbol=symbol, timeframe=timeframe)
     bars, quarantine, symbols = BarStore(settings), QuarantineStore(settings), SymbolTable(settings)
     reports = []
     for sym, tf, rows in plans:

@@ -23,9 +23,20 @@ import pandas as pd
 from tradeloop.bars.schema import TIMEFRAMES, VALUE_COLUMNS
 from tradeloop.errors import UnusableFile
 
-__all__ = ["RawBars", "load_bars", "names_from_filename"]
+__all__ = [
+    "COLUMN_ALIASES",
+    "SYMBOL_ALIASES",
+    "TIMEFRAME_ALIASES",
+    "TS_ALIASES",
+    "RawBars",
+    "day_first",
+    "load_bars",
+    "names_from_filename",
+    "norm",
+    "parse_timestamps",
+]
 
-_TS_ALIASES = (
+TS_ALIASES = (
     "ts",
     "timestamp",
     "open_time",
@@ -39,15 +50,15 @@ _TS_ALIASES = (
     "index",
     "",
 )
-_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "open": ("open", "o", "open_price", "opening_price"),
     "high": ("high", "h", "high_price"),
     "low": ("low", "l", "low_price"),
     "close": ("close", "c", "close_price", "closing_price", "last"),
     "volume": ("volume", "vol", "v", "base_volume", "volume_base", "tick_volume", "tickvol"),
 }
-_SYMBOL_ALIASES = ("symbol", "ticker", "name", "pair", "instrument")
-_TIMEFRAME_ALIASES = ("timeframe", "interval", "tf")
+SYMBOL_ALIASES = ("symbol", "ticker", "name", "pair", "instrument")
+TIMEFRAME_ALIASES = ("timeframe", "interval", "tf")
 _BINANCE_KLINE = (
     "open_time",
     "open",
@@ -148,9 +159,9 @@ def _sniff_delimiter(sample: str) -> str:
 
 def _find_header(lines: list[str], delimiter: str) -> int | None:
     """Index of the first line naming at least open, high, low and close (banners skipped)."""
-    wanted = {name: set(aliases) for name, aliases in _COLUMN_ALIASES.items() if name != "volume"}
+    wanted = {name: set(aliases) for name, aliases in COLUMN_ALIASES.items() if name != "volume"}
     for i, line in enumerate(lines):
-        cells = {_norm(c) for c in line.split(delimiter)}
+        cells = {norm(c) for c in line.split(delimiter)}
         if all(cells & aliases for aliases in wanted.values()):
             return i
     return None
@@ -169,28 +180,28 @@ def _looks_like_kline(lines: list[str], delimiter: str) -> bool:
     return values[0] > 1e11
 
 
-def _norm(name: object) -> str:
+def norm(name: object) -> str:
     return str(name).strip().strip('"').strip().lower().replace("-", "_")
 
 
 def _canonicalise(table: pd.DataFrame, source: str) -> pd.DataFrame:
-    columns = {_norm(c): c for c in table.columns}
+    columns = {norm(c): c for c in table.columns}
     picked: dict[str, object] = {}
-    for name, aliases in _COLUMN_ALIASES.items():
+    for name, aliases in COLUMN_ALIASES.items():
         found = next((columns[a] for a in aliases if a in columns), None)
         if found is None and name == "volume":
             raise UnusableFile(source, "no OHLCV columns: no volume column")
         if found is None:
             raise UnusableFile(source, f"no OHLCV columns: no {name} column")
         picked[name] = found
-    ts_col = next((columns[a] for a in _TS_ALIASES if a in columns), None)
+    ts_col = next((columns[a] for a in TS_ALIASES if a in columns), None)
     if ts_col is None:
         raise UnusableFile(source, "no timestamp column (looked for ts, timestamp, date, time…)")
     out = pd.DataFrame({"row": np.arange(1, len(table) + 1, dtype=np.int64)})
-    out["ts"] = _parse_timestamps(table[ts_col], source)
-    sym_col = next((columns[a] for a in _SYMBOL_ALIASES if a in columns), None)
+    out["ts"] = parse_timestamps(table[ts_col], source, str(ts_col) or "(unnamed first column)")
+    sym_col = next((columns[a] for a in SYMBOL_ALIASES if a in columns), None)
     out["symbol"] = table[sym_col].astype("string").str.strip().str.upper().values if sym_col else None
-    tf_col = next((columns[a] for a in _TIMEFRAME_ALIASES if a in columns), None)
+    tf_col = next((columns[a] for a in TIMEFRAME_ALIASES if a in columns), None)
     out["timeframe"] = table[tf_col].astype("string").str.strip().values if tf_col else None
     for name in VALUE_COLUMNS:
         out[name] = pd.to_numeric(table[picked[name]], errors="coerce").astype("float64").values
@@ -199,26 +210,76 @@ def _canonicalise(table: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
-def _parse_timestamps(values: pd.Series, source: str) -> pd.Series:
-    """UTC timestamps from epoch numbers (s/ms/µs/ns by magnitude) or date strings."""
+_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})\b")
+_YYYYMMDD = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
+
+
+def day_first(text: pd.Series, column: str, source: str) -> bool:
+    """Whether ``a/b/yyyy`` dates in ``text`` put the day first, decided from the values.
+
+    A first field above 12 proves day-first, a second field above 12 proves month-first. When
+    every value reads both ways as two different dates the order cannot be known, and guessing
+    would shift bars by months: :class:`UnusableFile` says so, naming the column and a value.
+    """
+    parts = text.str.extract(_NUMERIC_DATE).dropna().astype(int)
+    if parts.empty:
+        return False
+    first, second = parts[0], parts[1]
+    if (first > 12).any() and (second > 12).any():
+        raise UnusableFile(
+            source, f"column {column!r}: dates put a value above 12 in both the day and month places"
+        )
+    if (first > 12).any():
+        return True
+    if (second > 12).any() or (first == second).all():
+        return False
+    at = parts.index[(first != second).to_numpy()][0]
+    a, b = int(first[at]), int(second[at])
+    raise UnusableFile(
+        source,
+        f"column {column!r}: ambiguous date order: {str(text[at])!r} could be day {a} of month {b} "
+        f"or day {b} of month {a}, and no value settles it; write ISO dates (YYYY-MM-DD)",
+    )
+
+
+def parse_timestamps(values: pd.Series, source: str, column: str = "ts") -> pd.Series:
+    """UTC timestamps from epoch numbers (s/ms/µs/ns by magnitude), ``YYYYMMDD`` or date text.
+
+    Text is parsed by inference (ISO first, then pandas/dateutil's mixed parser: 12-hour clocks
+    with AM/PM, month names, ``02.01.2023 13:00``); numeric day/month order is decided from the
+    data by :func:`day_first`, never guessed. Both ``data import`` and ``tradeloop ingest`` read
+    timestamps here.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
     elif pd.api.types.is_numeric_dtype(values):
-        parsed = _parse_epoch(values.astype("float64"), source)
+        parsed = _parse_number(values, source)
     else:
         text = values.astype("string").str.strip()
         numeric = pd.to_numeric(text, errors="coerce")
         if numeric.notna().mean() > 0.9:
-            parsed = _parse_epoch(numeric.astype("float64"), source)
+            parsed = _parse_number(numeric, source)
         else:
             parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             if parsed.notna().mean() < 0.5:
-                parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+                first = day_first(text.dropna(), column, source)
+                parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed", dayfirst=first)
     present = values.notna()
     if present.any() and parsed[present].notna().mean() < 0.5:
         sample = str(values[present].iloc[0])
-        raise UnusableFile(source, f"unknown timestamp format (first value {sample!r})")
+        raise UnusableFile(source, f"column {column!r}: unknown timestamp format (first value {sample!r})")
     return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").reset_index(drop=True)
+
+
+def _parse_number(values: pd.Series, source: str) -> pd.Series:
+    """``YYYYMMDD`` integers as dates, anything else as an epoch."""
+    finite = values.dropna()
+    if len(finite) and (finite == finite.round()).all():
+        digits = finite.astype("int64").astype(str)
+        if digits.str.fullmatch(_YYYYMMDD).all():
+            text = values.astype("Int64").astype("string")
+            return pd.to_datetime(text, format="%Y%m%d", utc=True, errors="coerce")
+    return _parse_epoch(values.astype("float64"), source)
 
 
 def _parse_epoch(values: pd.Series, source: str) -> pd.Series:

@@ -30,6 +30,15 @@ def _more_ready(stream: TextIO) -> Callable[[], bool]:
     return ready
 
 
+def _json_lines(path: Path) -> bool:
+    """A file of JSON objects, one per line (read line by line); anything else is a bar file."""
+    with path.open(errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                return line.lstrip().startswith("{")
+    return False
+
+
 def ingest(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="File of bars (JSON lines or CSV), or - for stdin.")],
@@ -38,6 +47,10 @@ def ingest(
     batch_size: Annotated[int, typer.Option(help="Bars per push (a live pipe pushes sooner).")] = 500,
 ) -> None:
     """Validate new bars, advance streaming state and push their features online and offline.
+
+    A file is read like ``data import`` reads it (any CSV layout or Parquet; symbol and timeframe
+    from options, columns or a SYMBOL_TF file name; timeframe from the bars' spacing); stdin is
+    JSON lines or CSV with a header, pushed as lines arrive.
 
     Rejected bars (malformed, missing field, NaN, out of order, duplicate, conflicting) are
     reported one per line with their reason and quarantined; the valid bars still land. Exit
@@ -60,8 +73,11 @@ def ingest(
             path = Path(source)
             if not path.is_file():
                 raise UnusableFile(source, "no such file")
-            with path.open() as stream:
-                report = ingestor.run(stream, batch_size=batch_size, symbol=symbol, timeframe=timeframe)
+            if _json_lines(path):
+                with path.open() as stream:
+                    report = ingestor.run(stream, batch_size=batch_size, symbol=symbol, timeframe=timeframe)
+            else:
+                report = ingestor.run_file(path, batch_size=batch_size, symbol=symbol, timeframe=timeframe)
     data = report.to_dict()
     rows = [
         (r.line, r.series_id or "", r.ts or "", r.reason, r.detail[:80]) for r in report.rejected[:_SHOWN]
