@@ -249,6 +249,10 @@ class Registry:
         return current, previous
 
     # -- reading ---------------------------------------------------------------------------------
+    def history(self) -> list[str]:
+        """Every version that was champion, oldest first (a rollback removes the newest)."""
+        return self._history()
+
     def _history(self) -> list[str]:
         """Champion versions, oldest first; empty only when the model is not registered yet."""
         from mlflow.exceptions import MlflowException

@@ -10,6 +10,7 @@ running one.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -149,11 +150,15 @@ def ray_session(workers: int, gpu: bool) -> Iterator[int]:
         if gpus == 0:
             raise InvalidInput("gpu", "--gpu asked for GPU workers but this machine has no CUDA device")
     per_worker = max(1, (os.cpu_count() or 1) // workers)
+    # A local Ray's start-up notices (auth token generated, "Started a local Ray instance") would
+    # bury the command's own output: only Ray's errors reach the terminal.
+    logging.getLogger("ray").setLevel(logging.ERROR)
     ray.init(
         num_cpus=workers * per_worker,
         num_gpus=gpus,
         include_dashboard=False,
         log_to_driver=False,
+        logging_level=logging.ERROR,
         runtime_env={"env_vars": {HEALTH_CHECK_ENV: os.environ[HEALTH_CHECK_ENV]}},
     )
     try:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tradeloop.cli import data, demo, features, ingest, models, monitor, retrain, serve, train
+from tradeloop.cli import data, demo, features, ingest, models, monitor, report, retrain, serve, train
 from tradeloop.cli.output import Output
 from tradeloop.config import Settings
 
@@ -29,6 +29,7 @@ app.command(name="ingest")(ingest.ingest)
 app.command("serve")(serve.serve)
 app.command("predict")(serve.predict)
 app.command("demo")(demo.demo)
+app.command("report")(report.report)
 
 
 @app.callback()
