@@ -137,16 +137,20 @@ def materialize(
     start: Annotated[str | None, typer.Option("--start", help="Start (ISO time, UTC).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="End (ISO time, UTC) [default: now].")] = None,
     incremental: Annotated[
-        bool, typer.Option("--incremental", help="From the last materialization to --end.")
+        bool, typer.Option("--incremental", help="From the last materialization to --end (the default).")
     ] = False,
 ) -> None:
-    """Load offline features (and recent windows) into the online store."""
+    """Load offline features (and recent windows) into the online store.
+
+    With no options it is incremental up to now: whatever is new since the last run.
+    """
     from tradeloop import feature_store  # imports Feast: only when a store command runs
 
     out: Output = ctx.obj
     with fail_on_errors(out):
-        if incremental == (start is not None):
-            raise InvalidInput("start", "give either --start [--end] or --incremental")
+        if incremental and start is not None:
+            raise InvalidInput("start", "give either --start [--end] or --incremental, not both")
+        incremental = start is None
         windows = sync_windows(out.settings)
         store = feature_store.open_store(out.settings)
         begin, finish = _utc(start, "start"), _utc(end, "end")

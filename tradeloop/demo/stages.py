@@ -66,7 +66,7 @@ def build_features(ctx: DemoContext) -> dict[str, Any]:
     ctx.run("features", "build")
     ctx.run("features", "verify")
     ctx.run("features", "apply")
-    ctx.run("features", "materialize", "--incremental")
+    ctx.run("features", "materialize")
     ctx.run("features", "get", SYMBOL, TIMEFRAME)
     return {}
 
