@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import MARKET, market_file
+from tests.conftest import available_market_files, market_file
 from tradeloop.bars.importer import import_file
 from tradeloop.bars.store import BarStore
 from tradeloop.config import Settings
@@ -17,7 +17,7 @@ from tradeloop.features.batch import compute_features
 from tradeloop.features.parity import TOLERANCE, relative_difference, replay, streaming_matrix
 from tradeloop.features.streaming import StreamingFeatures
 
-FILES = sorted(p.name for p in MARKET.glob("*.csv")) or ["BTCUSDT_1h.csv"]
+FILES = available_market_files()
 
 
 @pytest.fixture(scope="module")

@@ -258,8 +258,8 @@ def retrain(ctx: DemoContext) -> dict[str, Any]:
             f"the server still answers with v{seen} {RELOAD_TIMEOUT_S:.0f} s after v{after} was promoted"
         )
     ctx.console.print(
-        f"hot reload: the server's model_version went v{before} → v{seen} within {waited:.1f} s "
-        f"of the promotion, with {failures} failed requests"
+        f"hot reload: the server's model_version went v{before} → v{seen} "
+        f"({waited:.1f} s after the promotion command returned; {failures} failed requests)"
     )
     return {
         "reason": reason,
