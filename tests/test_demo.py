@@ -87,7 +87,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
     while _alive(server_pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(server_pid), "Ctrl-C left the prediction server running"
-    assert _port_free(http) and _port_free(grpc)
+    assert _port_free(http)
+    assert _port_free(grpc)
 
     # Second run: resumes after the finished stages and completes.
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)

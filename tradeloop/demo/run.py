@@ -55,8 +55,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict
                 if server.stop_orphan():
                     console.print("stopped a server an earlier, interrupted demo left running")
                 console.print(f"starting the prediction server (log: {server.log_file})")
+                ctx.server = server  # before start(): an interrupt while it starts still stops it
                 server.start()
-                ctx.server, ctx.client = server, PredictClient(server.url, server.grpc_url)
+                ctx.client = PredictClient(server.url, server.grpc_url)
                 console.print(f"ready: REST {server.url}, gRPC {server.grpc_url}")
             t0 = time.monotonic()
             checkpoint.record(key, stage(ctx) | {"seconds": round(time.monotonic() - t0, 1)})
