@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -73,12 +74,23 @@ def fail_on_errors(out: Output) -> Iterator[None]:
         raise typer.Exit(exit_code(exc)) from exc
 
 
+_TEXT = {"series", "file", "reason", "feature", "ts", "predictor", "output", "path", "detail", "features"}
+_WRAPS = {"reason", "detail", "features", "path", "file"}  # long free text may wrap; names never do
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with right-aligned numbers."""
-    t = Table(title=title, title_justify="left")
+    """A rich table with right-aligned numbers that fits an 80-column terminal.
+
+    Names (series, features, predictors) and numbers are never wrapped or cut; only free-text
+    columns (reasons, details, paths) wrap when the terminal is narrow.
+    """
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for name in columns:
         t.add_column(
-            name, justify="left" if name in {"series", "file", "reason", "feature", "ts"} else "right"
+            name,
+            justify="left" if name in _TEXT else "right",
+            no_wrap=name not in _WRAPS,
+            overflow="fold",
         )
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))

@@ -15,7 +15,9 @@ from tradeloop.cli.output import Output, fail_on_errors, table
 
 __all__ = ["emit_result", "metrics_table", "train", "train_and_gate"]
 
-COLUMNS = ("model", "dir acc", "IC", "rank IC", "RMSE", "Sharpe", "max DD", "hit rate", "turnover")
+# The terminal table keeps what fits 80 columns; report.md and --json carry RMSE and hit rate too.
+COLUMNS = ("predictor", "dir acc", "IC", "rank IC", "Sharpe", "max DD", "turnover")
+_SHOWN = (0, 1, 2, 4, 5, 7)  # of headline_rows' values: acc, IC, rank IC, Sharpe, max DD, turnover
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -35,8 +37,7 @@ def metrics_table(report: dict[str, Any], title: str):
         return "-" if value is None else format(value, spec)
 
     rows = [
-        [name, *(fmt(v, f) for v, f in zip(values, formats, strict=True))]
-        for name, *values in headline_rows(report)
+        [name, *(fmt(values[i], formats[i]) for i in _SHOWN)] for name, *values in headline_rows(report)
     ]
     return table(title, COLUMNS, rows)
 
