@@ -21,11 +21,12 @@ import pytest
 
 from tests.conftest import market_file, require
 from tradeloop.bars.importer import import_file
+from tradeloop.bars.loaders import load_bars
 from tradeloop.config import Settings
 from tradeloop.features.offline import build_series
 from tradeloop.features.recent import sync_windows
 
-SYMBOL, TIMEFRAME = "ETHUSDT", "1h"
+SYMBOL, TIMEFRAME = "EURUSD", "1h"  # the backtesting package's hourly bars: runs anywhere
 SERIES = f"{SYMBOL}:{TIMEFRAME}"
 HELD_BACK = 40  # last real bars kept out of the store, to be ingested live
 
@@ -101,11 +102,10 @@ def postgres_url() -> Iterator[str]:
 
 def held_back_bars() -> pd.DataFrame:
     """The last HELD_BACK bars of the real series, as ingest input rows."""
-    frame = pd.read_csv(market_file(f"{SYMBOL}_{TIMEFRAME}.csv"))
-    tail = frame.iloc[-HELD_BACK:]
+    tail = load_bars(market_file(f"{SYMBOL}_{TIMEFRAME}.csv")).frame.iloc[-HELD_BACK:]
     return pd.DataFrame(
         {
-            "ts": pd.to_datetime(tail["date"], utc=True).map(lambda t: t.isoformat()),
+            "ts": tail["ts"].map(lambda t: t.isoformat()),
             "symbol": SYMBOL,
             "timeframe": TIMEFRAME,
             **{k: tail[k].astype(float) for k in ("open", "high", "low", "close", "volume")},
@@ -116,9 +116,9 @@ def held_back_bars() -> pd.DataFrame:
 def make_home(root: Path) -> Settings:
     """A home with the real series minus its last HELD_BACK bars, imported and featurised."""
     settings = Settings.load(root / "home")
-    frame = pd.read_csv(market_file(f"{SYMBOL}_{TIMEFRAME}.csv"))
+    header, *rows = market_file(f"{SYMBOL}_{TIMEFRAME}.csv").read_text().splitlines()
     cut = root / f"{SYMBOL}_{TIMEFRAME}.csv"
-    frame.iloc[:-HELD_BACK].to_csv(cut, index=False)
+    cut.write_text("\n".join([header, *rows[:-HELD_BACK]]) + "\n")  # the source layout, cut by line
     import_file(cut, settings, symbol=SYMBOL, timeframe=TIMEFRAME)
     build_series(settings, SYMBOL, TIMEFRAME)
     sync_windows(settings)

@@ -90,7 +90,7 @@ def test_bad_bars_are_rejected_one_by_one_while_valid_bars_land(live_home: Setti
     missing = {k: v for k, v in bar(last.ts + 3 * step, last.close).items() if k != "volume"}
     lines = [
         json.dumps(good1),
-        '{"ts": "2024-01-01T00:00:00Z", "symbol": "ETHUSDT", ',  # malformed JSON
+        '{"ts": "2024-01-01T00:00:00Z", "symbol": "EURUSD", ',  # malformed JSON
         json.dumps(missing),  # no volume
         json.dumps(bar(in_gap, last.close)),  # older than the last bar
         json.dumps(bar(last.ts, last.close * 0.9)),  # restates the last stored bar differently

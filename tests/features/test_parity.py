@@ -61,7 +61,7 @@ def test_streaming_window_is_the_batch_window(stored) -> None:
 
 def test_parity_check_catches_a_wrong_streaming_state(stored) -> None:
     """The parity measure is not blind: a stream that skipped one bar is far from batch."""
-    bars = _bars(stored, "BNBUSDT_1h.csv").iloc[:1000]
+    bars = _bars(stored, "EURUSD_1h.csv").iloc[:1000]
     batch = compute_features(bars)[[*spec.FEATURE_NAMES, *spec.CHANNELS]].to_numpy()
     skipped = streaming_matrix(bars.drop(index=400).reset_index(drop=True))
     diff = relative_difference(batch[401:], skipped[400:])
