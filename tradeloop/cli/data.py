@@ -26,6 +26,7 @@ TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", help="Timeframe
 
 
 def _report_table(reports: list[SeriesReport], title: str):
+    """One row per series; the JSON report (``--json``) also has duplicates and the longest gap."""
     rows = []
     for r in reports:
         quarantined = ", ".join(f"{k}={v}" for k, v in r.quarantined.items()) or "-"
@@ -35,24 +36,12 @@ def _report_table(reports: list[SeriesReport], title: str):
                 r.rows_read,
                 r.stored,
                 r.already_stored,
-                r.duplicates_removed,
                 quarantined,
-                r.gaps,
-                r.longest_gap_bars,
+                f"{r.gaps}/{r.missing_bars}",
                 r.zero_volume,
             )
         )
-    columns = (
-        "series",
-        "read",
-        "stored",
-        "known",
-        "dups",
-        "quarantined",
-        "gaps",
-        "max gap",
-        "zero vol",
-    )
+    columns = ("series", "read", "stored", "known", "quarantined", "gaps/missing", "zero vol")
     return table(title, columns, rows)
 
 

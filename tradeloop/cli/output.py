@@ -74,8 +74,27 @@ def fail_on_errors(out: Output) -> Iterator[None]:
         raise typer.Exit(exit_code(exc)) from exc
 
 
-_TEXT = {"series", "file", "reason", "feature", "ts", "predictor", "output", "path", "detail", "features"}
-_WRAPS = {"reason", "detail", "features", "path", "file"}  # long free text may wrap; names never do
+_TEXT = {
+    "series",
+    "file",
+    "reason",
+    "feature",
+    "ts",
+    "predictor",
+    "output",
+    "path",
+    "detail",
+    "features",
+    "quarantined",
+}
+_WRAPS = {
+    "reason",
+    "detail",
+    "features",
+    "path",
+    "file",
+    "quarantined",
+}  # long free text may wrap; names never do
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

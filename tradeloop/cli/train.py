@@ -36,9 +36,7 @@ def metrics_table(report: dict[str, Any], title: str):
     def fmt(value: Any, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    rows = [
-        [name, *(fmt(values[i], formats[i]) for i in _SHOWN)] for name, *values in headline_rows(report)
-    ]
+    rows = [[name, *(fmt(values[i], formats[i]) for i in _SHOWN)] for name, *values in headline_rows(report)]
     return table(title, COLUMNS, rows)
 
 
