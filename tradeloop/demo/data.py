@@ -28,7 +28,7 @@ class Plan:
     chunk: int  # bars per ingest call while streaming
 
 
-FULL = Plan(goog_rows=2148, eurusd_first=0, eurusd_import=4500, stream_rows=500, chunk=50)
+FULL = Plan(goog_rows=2148, eurusd_first=0, eurusd_import=4500, stream_rows=500, chunk=100)
 FAST = Plan(goog_rows=1200, eurusd_first=2000, eurusd_import=2700, stream_rows=300, chunk=50)
 
 
