@@ -126,14 +126,26 @@ def _serve(r: dict) -> list[tuple[str, str, str, str]]:
             )
         )
     rest, grpc = (s["kserve/redis"]["cells"][f"{p}/1"] for p in ("rest", "grpc"))
+    floors = [s["kserve/noop"]["cells"][f"{p}/1"]["max"]["rps"] for p in ("rest", "grpc")]
+    floor_text = f"(no-op floor {floors[0]:,.0f} / {floors[1]:,.0f})"
     rows.append(
         (
             f"serve KServe+Redis max req/s, 1 process, {rest['max']['concurrency']} clients (REST / gRPC)",
-            f"{rest['max']['rps']:,.0f} / {grpc['max']['rps']:,.0f}",
+            f"{rest['max']['rps']:,.0f} / {grpc['max']['rps']:,.0f} {floor_text}",
             "",
             "≥ 800",
         )
     )
+    if "kserve/redis-before" in s:
+        before = [closed("kserve/redis-before", f"{p}/1") for p in ("rest", "grpc")]
+        rows.append(
+            (
+                "serve KServe+Redis, 1 series p50 REST / gRPC: before the core's optimisation (same run)",
+                f"{before[0]['p50_ms']:.2f} / {before[1]['p50_ms']:.2f} ms",
+                "",
+                "",
+            )
+        )
     big = [closed("kserve/redis", f"{p}/100") for p in ("rest", "grpc")]
     rows.append(
         (
@@ -180,12 +192,51 @@ def _serve(r: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _predict_core(r: dict) -> list[tuple[str, str, str, str]]:
+    paths, naive = r["paths"], r.get("naive") or {}
+
+    def us(n: str, path: str) -> str:
+        v = paths[n][path]
+        return f"{v['p50_us']:,.0f} / {v['p99_us']:,.0f} µs"
+
+    rows = []
+    for n in ("1", "100"):
+        rows.append(
+            (
+                f"inference core in-process, {n} series, Redis: store read + predict + answer (p50 / p99)",
+                us(n, "service"),
+                f"{us(n, 'reference service')} (the core before per-bundle precomputation)",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"inference core: predict() on {n} rows (p50 / p99)",
+                us(n, "predict"),
+                f"{us(n, 'reference predict')} (before); bit-identical: {r['bit_identical'][n]}",
+                "",
+            )
+        )
+    calls = [paths[n]["kserve v2 grpc"]["p50_us"] for n in ("1", "100")]
+    rows.append(
+        (
+            "KServe model call in-process, 1 / 100 series (v2 gRPC parse, predict, encode; p50)",
+            f"{calls[0]:,.0f} / {calls[1]:,.0f} µs",
+            " / ".join(f"{naive[n]['p50_ms'] * 1e3:,.0f}" for n in ("1", "100") if n in naive)
+            + (" µs (per-request pandas + eager torch)" if naive else ""),
+            "",
+        )
+    )
+    return rows
+
+
 RENDERERS: dict[str, Callable[[dict], list[tuple[str, str, str, str]]]] = {
     "features.json": _features,
     "online.json": _online,
     "train.json": _train,
     "drift.json": _drift,
     "serve.json": _serve,
+    "predict_core.json": _predict_core,
 }
 
 

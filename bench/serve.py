@@ -33,6 +33,12 @@ Parquet, keep the last 200, recompute every feature with pandas/numpy
 bundle's width with the weights converted from the bundle's ONNX initializers; the max difference
 to ONNX Runtime is recorded) and XGBoost ``Booster.predict`` on a ``DMatrix``.
 
+Noise: ``--rounds R`` runs the whole plan R times, interleaved (floor, then each server, then the
+floor again ...), and reports per cell the median of each figure over the rounds (the rounds' own
+p50, p99 and req/s are kept beside it). ``--only`` restricts the plan to some servers (e.g.
+``kserve/noop,kserve/redis``), and ``--before DIR`` adds ``kserve/redis-before``: the same server
+run from another source tree (an export of an older commit), for before/after in one run.
+
 Prints a table and writes ``bench/results/serve.json``; load average is recorded at start and end.
 """
 
@@ -512,12 +518,21 @@ def _client(spec_path: str, out_path: str) -> None:
 class Server:
     """A server subprocess in its own process group, its output in a log file."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path, http: int, grpc: int):
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log: Path,
+        http: int,
+        grpc: int,
+        cwd: Path = ROOT,
+    ):
         self.name, self.log_path, self.http, self.grpc = name, log, http, grpc
         self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def tail(self, lines: int = 40) -> str:
@@ -752,10 +767,12 @@ def _run_server(
     work: Path,
     http: int,
     grpc: int,
+    cwd: Path = ROOT,
 ) -> dict[str, Any]:
     print(f"{name}: starting", flush=True)
     load_before = list(os.getloadavg())
-    server = Server(name.replace("/", "-"), command, env, work / f"{name.replace('/', '-')}.log", http, grpc)
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    server = Server(slug, command, env, work / f"{slug}.log", http, grpc, cwd=cwd)
     try:
         startup = server.wait_ready()
         print(f"{name}: ready in {startup:.1f} s", flush=True)
@@ -767,6 +784,42 @@ def _run_server(
         "load_before": load_before,
         "load_after": list(os.getloadavg()),
         "cells": cells_out,
+    }
+
+
+def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds as one result: per cell and loop, the median of each number over the
+    rounds; each round's p50 / p99 / req/s kept under ``rounds``."""
+    if len(rounds) == 1:
+        return rounds[0]
+
+    def median(values: list[Any]) -> Any:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return int(np.median(values))
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return float(np.median(values))
+        if all(isinstance(v, dict) for v in values):
+            keys = set().union(*values)
+            return {k: median([v[k] for v in values if k in v]) for k in keys}
+        return next((v for v in values if v is not None), values[0])
+
+    cells: dict[str, Any] = {}
+    for key in rounds[0]["cells"]:
+        per = [r["cells"][key] for r in rounds if key in r["cells"]]
+        cells[key] = median(per)
+        cells[key]["rounds"] = [
+            {
+                loop: {k: c[loop].get(k) for k in ("p50_ms", "p99_ms", "rps", "achieved_rps") if k in c[loop]}
+                for loop in ("closed", "max", "open")
+            }
+            for c in per
+        ]
+    return {
+        "startup_s": float(np.median([r["startup_s"] for r in rounds])),
+        "load_before": rounds[0]["load_before"],
+        "load_after": rounds[-1]["load_after"],
+        "rounds": len(rounds),
+        "cells": cells,
     }
 
 
@@ -838,7 +891,7 @@ def _summarise(servers: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]
     keys = [f"{p}/{n}" for p in ("rest", "grpc") for n in (1, REPLICAS)]
     kserve = {
         f"{store}/{key}": o
-        for store in ("sqlite", "redis")
+        for store in ("sqlite", "redis", "redis-before")
         for key in keys
         if (o := overhead(f"kserve/{store}", "kserve/noop", key))
     }
@@ -907,6 +960,9 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Serve servers")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--rounds", type=int, default=1, help="run the plan this often, interleaved; medians")
+    parser.add_argument("--only", default="", help="comma-separated servers to run (default: all)")
+    parser.add_argument("--before", type=Path, help="also serve KServe+Redis from this source tree")
     opts = parser.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("redis-server not found")
@@ -950,21 +1006,34 @@ def main() -> None:
                 ("rayserve/noop", "floor", "rayserve", base_env, ray_cells),
                 ("rayserve/sqlite", "serve", (sql_home.home, "rayserve"), base_env, ray_cells),
             ]
-        servers: dict[str, Any] = {}
-        for name, kind, what, env, cells in plan:
-            http, grpc = _free_ports(2)
-            if kind == "floor":
-                command = [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "_floor",
-                    what,
-                    str(http),
-                    str(grpc),
-                ]
-            else:
-                command = _serve_cmd(what[0], what[1], http, grpc, uri)
-            servers[name] = _run_server(name, command, env, cells, opts, work, http, grpc)
+        if opts.before is not None:
+            redis_env = {**base_env, "TRADELOOP_REDIS_URL": redis_url}
+            plan.append(("kserve/redis-before", "serve", (redis_home.home, "kserve"), redis_env, both))
+        if opts.only:
+            wanted = {name.strip() for name in opts.only.split(",") if name.strip()}
+            plan = [step for step in plan if step[0] in wanted]
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for round_no in range(opts.rounds):
+            for name, kind, what, env, cells in plan:
+                http, grpc = _free_ports(2)
+                cwd = ROOT
+                if kind == "floor":
+                    command = [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        "_floor",
+                        what,
+                        str(http),
+                        str(grpc),
+                    ]
+                else:
+                    command = _serve_cmd(what[0], what[1], http, grpc, uri)
+                    if name.endswith("-before"):
+                        cwd = opts.before.resolve()  # `python -m tradeloop...` imports that tree
+                label = f"{name} (round {round_no + 1}/{opts.rounds})" if opts.rounds > 1 else name
+                result = _run_server(label, command, env, cells, opts, work, http, grpc, cwd=cwd)
+                rounds.setdefault(name, []).append(result)
+        servers = {name: _median_rounds(results) for name, results in rounds.items()}
 
         naive = None if opts.no_naive else _naive(sql_home, Path(champion["bundle_dir"]), 2 * opts.seconds)
     finally:
@@ -1001,6 +1070,9 @@ def main() -> None:
             "closed_max_count": opts.closed_n,
             "concurrency": opts.concurrency,
             "open_fraction_of_max": opts.open_fraction,
+            "rounds": opts.rounds,
+            "rounds_combined": "median of each figure over the rounds (plan run in order each round)",
+            "before_tree": str(opts.before) if opts.before else None,
             "client": "separate process; REST: httpx.Client (one keep-alive client) for the closed "
             "loop, aiohttp for max req/s and the open loop; gRPC: tritonclient.grpc "
             "(closed loop) and tritonclient.grpc.aio (max, open)",

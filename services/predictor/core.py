@@ -5,7 +5,9 @@
 requests finish on the bundle they started with), reads online features with one store round
 trip per request, and returns an :class:`Answer` with per-stage timings. Every error is a
 ``tradeloop.errors`` type; front ends map them with ``tradeloop.errors.http_status`` /
-``grpc_code`` and never build their own.
+``grpc_code`` and never build their own. The inputs' digests (:func:`inputs_digest`) are for the
+prediction log: a predictor built with ``digest_inputs=False`` (a server with the log off) leaves
+``Answer.digests`` empty instead of hashing every row.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Answer:
     as_of: list[str]  # ISO time of the newest bar behind each row ("" for caller-supplied rows)
     feature_age_s: np.ndarray  # float32, NaN for caller-supplied rows
     series: list[str]  # series id per row ("" for caller-supplied rows)
-    digests: list[str]  # per row, sha256 prefix of the inputs the model saw (for the prediction log)
+    digests: list[str]  # per row, sha256 prefix of the inputs the model saw; [] when not computed
     stages_s: dict[str, float] = field(default_factory=dict)  # features, model, total
 
     def rows(self) -> list[dict[str, Any]]:
@@ -77,6 +79,7 @@ class Predictor:
         max_age: float | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        digest_inputs: bool = True,
     ) -> None:
         self._reader_factory = reader_factory
         self._reader: OnlineReader | None = None
@@ -85,6 +88,7 @@ class Predictor:
         self.max_age = max_age
         self.max_rows = max_rows
         self._clock = clock
+        self.digest_inputs = digest_inputs
 
     # -- the bundle ------------------------------------------------------------------------------
     @property
@@ -161,7 +165,7 @@ class Predictor:
             as_of=[t.isoformat() for t in inputs.as_of],
             feature_age_s=inputs.age_s.astype(np.float32),
             series=ids,
-            digests=inputs_digest(inputs.windows, inputs.features),
+            digests=inputs_digest(inputs.windows, inputs.features) if self.digest_inputs else [],
             stages_s={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
         )
 
@@ -181,6 +185,6 @@ class Predictor:
             as_of=[""] * n,
             feature_age_s=np.full(n, np.nan, dtype=np.float32),
             series=[""] * n,
-            digests=inputs_digest(window, features),
+            digests=inputs_digest(window, features) if self.digest_inputs else [],
             stages_s={"features": 0.0, "model": t1 - t0, "total": t1 - t0},
         )

@@ -3,6 +3,10 @@
 Names follow Prometheus conventions with units; they live in the default registry so KServe's
 own ``/metrics`` exposes them next to its server metrics, and the Ray Serve app serves the same
 registry. Created once per process (:func:`serving_metrics`).
+
+:func:`observe_many` records a request's per-row values (ages, probabilities) in one pass; one
+``observe`` per row cost ~5 µs each (two locked writes per value once Feast has switched
+``prometheus_client`` to its multiprocess files), a millisecond for 100 rows.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["ServingMetrics", "serving_metrics"]
+__all__ = ["ServingMetrics", "observe_many", "serving_metrics"]
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -31,6 +36,26 @@ class ServingMetrics:
         """Exactly one ``tradeloop_model_info`` series is 1: the version being served."""
         self.model_info.clear()
         self.model_info.labels(version=version).set(1)
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for every v in ``values``: the same bucket counts and sum, with one
+    write per non-empty bucket. Falls back to per-value ``observe`` for one value, or where this
+    ``prometheus_client`` lacks the histogram's bucket fields."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if len(values) < 2 or bounds is None or buckets is None or total is None:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound is >= it; NaN in none, sum in total.
+    where = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
+    counts = np.bincount(where[where < len(bounds)], minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(values.sum()))
 
 
 _lock = threading.Lock()

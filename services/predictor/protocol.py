@@ -82,6 +82,23 @@ def _text(name: str, value: Any) -> str:
     raise InvalidInput(name, f"BYTES values must be strings, got {type(value).__name__}")
 
 
+def _texts(name: str, values: list[Any]) -> list[str]:
+    """:func:`_text` of each value, with plain ``str`` and ``bytes`` (nearly all) read directly."""
+    out = []
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            out.append(value)
+        elif kind is bytes:
+            try:
+                out.append(value.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(name, "BYTES values must be UTF-8 text") from exc
+        else:
+            out.append(_text(name, value))
+    return out
+
+
 def _values(tensor: Tensor) -> np.ndarray | list[str]:
     name, shape = tensor.name, tensor.shape
     if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -99,7 +116,7 @@ def _values(tensor: Tensor) -> np.ndarray | list[str]:
             raise InvalidInput(name, f"shape {list(shape)} needs {count} values, got {len(flat)}")
         if len(shape) != 1:
             raise InvalidInput(name, f"must have shape [N], got {list(shape)}")
-        return [_text(name, v) for v in flat]
+        return _texts(name, flat)
     try:
         array = np.asarray(data, dtype=_NUMERIC.get(tensor.datatype, np.float32))
     except (TypeError, ValueError) as exc:
@@ -113,6 +130,8 @@ def _values(tensor: Tensor) -> np.ndarray | list[str]:
 
 
 def _flatten(data: list[Any]) -> list[Any]:
+    if not any(isinstance(item, list) for item in data):
+        return data  # already flat (every well-formed request): read only, never changed
     out: list[Any] = []
     for item in data:
         out.extend(_flatten(item) if isinstance(item, list) else [item])
@@ -197,13 +216,18 @@ def decode_v1(body: Any) -> Request:
 def encode_v2(answer: Answer) -> list[Tensor]:
     """The six output tensors of ``answer``."""
     n = len(answer.prob_up)
-    age = np.where(np.isnan(answer.feature_age_s), -1.0, answer.feature_age_s).astype(np.float32)
+    age = np.asarray(answer.feature_age_s, dtype=np.float32)
+    if np.isnan(age).any():
+        age = np.where(np.isnan(age), np.float32(-1.0), age)
+    version = np.asarray([answer.model_version.encode()] * n, dtype=object)
+    as_of = np.asarray([a.encode() for a in answer.as_of], dtype=object)
+    # The answer's arrays are passed as they are (no copies): nothing writes to them afterwards.
     return [
-        Tensor("prob_up", "FP32", [n], answer.prob_up.astype(np.float32)),
-        Tensor("expected_return", "FP32", [n], answer.expected_return.astype(np.float32)),
-        Tensor("signal", "INT8", [n], answer.signal.astype(np.int8)),
-        Tensor("model_version", "BYTES", [n], np.asarray([answer.model_version.encode()] * n, dtype=object)),
-        Tensor("as_of", "BYTES", [n], np.asarray([a.encode() for a in answer.as_of], dtype=object)),
+        Tensor("prob_up", "FP32", [n], np.asarray(answer.prob_up, dtype=np.float32)),
+        Tensor("expected_return", "FP32", [n], np.asarray(answer.expected_return, dtype=np.float32)),
+        Tensor("signal", "INT8", [n], np.asarray(answer.signal, dtype=np.int8)),
+        Tensor("model_version", "BYTES", [n], version),
+        Tensor("as_of", "BYTES", [n], as_of),
         Tensor("feature_age_s", "FP32", [n], age),
     ]
 

@@ -1,10 +1,15 @@
 """One prediction service per server process: predictor + champion watcher + log + metrics.
 
-Both engines (KServe, Ray Serve) build a :class:`PredictionService` and call :meth:`infer` from a
-worker thread (never the event loop); it decodes nothing itself — the front end passes a decoded
+Both engines (KServe, Ray Serve) build a :class:`PredictionService` and call :meth:`infer`, from
+a worker thread or, for small requests, from KServe's event loop (``kserve_app`` says why; it is
+safe from any thread); it decodes nothing itself — the front end passes a decoded
 :class:`~services.predictor.protocol.Request` — and records metrics and the prediction log for
 every answer, whatever the protocol. Errors stay ``tradeloop.errors`` types until the front end
 maps them with ``http_status`` / ``grpc_code``.
+
+Per request it adds only what it must: the labelled metric series are looked up once and kept,
+per-row values are recorded in one pass (:func:`~services.predictor.metrics.observe_many`), and
+the inputs' digests are computed only when the prediction log is on (they exist for it).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from services.predictor.core import DEFAULT_MAX_ROWS, Answer, Predictor
-from services.predictor.metrics import serving_metrics
+from services.predictor.metrics import observe_many, serving_metrics
 from services.predictor.predlog import PredictionLog
 from services.predictor.protocol import Request
 from services.predictor.reload import ChampionWatcher
@@ -57,7 +63,12 @@ class PredictionService:
             lambda: OnlineReader(open_store(settings)),
             max_age=max_age_setting(config.max_feature_age),
             max_rows=config.max_rows,
+            digest_inputs=config.log_predictions,
         )
+        self._stages = {
+            stage: self.metrics.stage_seconds.labels(stage=stage) for stage in ("features", "model", "total")
+        }
+        self._counters: dict[tuple[str, str, int, str], Any] = {}
         self._cache = tempfile.TemporaryDirectory(prefix="tradeloop-bundles-")
         self.watcher = ChampionWatcher(
             self.predictor,
@@ -117,16 +128,22 @@ class PredictionService:
             raise
         self.count(route, protocol, 200, answer.model_version)
         for stage, seconds in answer.stages_s.items():
-            self.metrics.stage_seconds.labels(stage=stage).observe(seconds)
-        for age in answer.feature_age_s[np.isfinite(answer.feature_age_s)]:
-            self.metrics.feature_age_seconds.observe(float(age))
-        for p in answer.prob_up:
-            self.metrics.prob_up.observe(float(p))
+            child = self._stages.get(stage)
+            if child is None:
+                child = self._stages[stage] = self.metrics.stage_seconds.labels(stage=stage)
+            child.observe(seconds)
+        ages = answer.feature_age_s
+        observe_many(self.metrics.feature_age_seconds, ages[np.isfinite(ages)])
+        observe_many(self.metrics.prob_up, answer.prob_up)
         if self.log is not None:
             self.log.submit(answer)
         return answer
 
     def count(self, route: str, protocol: str, code: int, version: str | None = None) -> None:
-        self.metrics.requests.labels(
-            route=route, protocol=protocol, code=str(code), model_version=version or self.version
-        ).inc()
+        key = (route, protocol, code, version or self.version)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.requests.labels(
+                route=route, protocol=protocol, code=str(code), model_version=key[3]
+            )
+        counter.inc()

@@ -19,6 +19,9 @@ from tradeloop.features import spec
 __all__ = [
     "FEATURE_INPUTS",
     "TF_GROUPS",
+    "TF_NAMES",
+    "XGB_GROUPS",
+    "group_codes",
     "groups_from_metadata",
     "return_scale",
     "xgb_feature_names",
@@ -36,8 +39,11 @@ TF_GROUPS: dict[str, str] = {
     "1w": "day",
 }
 FEATURE_INPUTS: tuple[str, ...] = (*spec.FEATURE_NAMES, *spec.METADATA)  # the ``features`` tensor order
+TF_NAMES: tuple[str, ...] = tuple(sorted(TIMEFRAMES, key=lambda name: TIMEFRAMES[name].minutes))
+XGB_GROUPS: tuple[str, ...] = tuple(sorted(set(TF_GROUPS.values())))  # codes of :func:`group_codes`
 _RVOL = spec.FEATURE_NAMES.index("rvol_20")
-_BY_MINUTES = {tf.minutes: name for name, tf in TIMEFRAMES.items()}
+_MINUTES = np.asarray([TIMEFRAMES[name].minutes for name in TF_NAMES], dtype=np.int64)  # increasing
+_XGB_CODE = np.asarray([XGB_GROUPS.index(TF_GROUPS[name]) for name in TF_NAMES], dtype=np.int64)
 
 
 def xgb_feature_names() -> list[str]:
@@ -58,11 +64,28 @@ def xgb_inputs(indicators: np.ndarray, cnn_score: np.ndarray, metadata: np.ndarr
 def return_scale(indicators: np.ndarray, horizon: int) -> np.ndarray:
     """Past-only volatility that turns a z-score into an h-bar log return: rvol_20 · √h (floored)."""
     rvol = np.asarray(indicators[:, _RVOL], dtype=np.float64)
-    return np.maximum(np.nan_to_num(rvol, nan=0.0), 1e-6) * math.sqrt(horizon)
+    if not np.isfinite(rvol).all():  # nan_to_num is the slow part of one row; finite rows skip it
+        rvol = np.nan_to_num(rvol, nan=0.0)
+    return np.maximum(rvol, 1e-6) * math.sqrt(horizon)
 
 
-def groups_from_metadata(metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(asset class, timeframe) per row, read back from the metadata columns."""
+def group_codes(metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, read back from the metadata columns: the asset class (an index into
+    ``ASSET_CLASSES``), the timeframe (into :data:`TF_NAMES`) and the XGBoost timeframe group
+    (into :data:`XGB_GROUPS`), as int64; InvalidInput naming the first row that is neither.
+
+    Rows holding exactly the values :func:`tradeloop.features.spec.metadata_values` writes (every
+    row from the feature pipeline) are looked up in a table that this very function filled at
+    import; any other row takes the arithmetic below, tolerance and errors included."""
+    try:
+        codes = [_CANONICAL[(c, m)] for c, m in np.asarray(metadata).tolist()]
+    except (KeyError, TypeError, ValueError):
+        return _group_codes(metadata)
+    table = np.array(codes, dtype=np.int64).reshape(-1, 3)
+    return table[:, 0], table[:, 1], table[:, 2]
+
+
+def _group_codes(metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     metadata = np.asarray(metadata, dtype=np.float64)
     class_id = np.rint(metadata[:, 0]).astype(np.int64)
     minutes = np.rint(np.exp(metadata[:, 1])).astype(np.int64)
@@ -70,10 +93,32 @@ def groups_from_metadata(metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InvalidInput("features", f"row {i}: asset_class_id {metadata[i, 0]!r} is not a known class")
-    unknown = [m for m in np.unique(minutes) if int(m) not in _BY_MINUTES]
-    if unknown:
-        i = int(np.flatnonzero(minutes == unknown[0])[0])
+    tf_id = np.minimum(np.searchsorted(_MINUTES, minutes), len(_MINUTES) - 1)
+    unknown = _MINUTES[tf_id] != minutes
+    if unknown.any():
+        i = int(np.flatnonzero(minutes == minutes[unknown].min())[0])  # as before: the smallest first
         raise InvalidInput("features", f"row {i}: tf_log_minutes {metadata[i, 1]!r} is not a known timeframe")
+    return class_id, tf_id, _XGB_CODE[tf_id]
+
+
+def _canonical_codes() -> dict[tuple[float, float], tuple[int, int, int]]:
+    """(class id, log minutes) as the float32 feature columns hold them → :func:`_group_codes`."""
+    table = {}
+    for asset_class in ASSET_CLASSES:
+        for timeframe in TF_NAMES:
+            row = np.asarray([spec.metadata_values(asset_class, timeframe)], dtype=np.float32)
+            class_id, tf_id, xgb_id = _group_codes(row)
+            key = tuple(row[0].tolist())
+            table[key] = (int(class_id[0]), int(tf_id[0]), int(xgb_id[0]))
+    return table
+
+
+_CANONICAL = _canonical_codes()
+
+
+def groups_from_metadata(metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(asset class, timeframe) names per row, read back from the metadata columns."""
+    class_id, tf_id, _ = group_codes(metadata)
     classes = np.asarray(ASSET_CLASSES, dtype=object)[class_id]
-    timeframes = np.asarray([_BY_MINUTES[int(m)] for m in minutes], dtype=object)
+    timeframes = np.asarray(TF_NAMES, dtype=object)[tf_id]
     return classes, timeframes

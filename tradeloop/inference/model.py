@@ -5,20 +5,30 @@ file, and turns any failure to open one (a truncated ONNX graph, a corrupt boost
 calibration) into :class:`~tradeloop.errors.BundleIntegrityError`, so a caller keeps whatever it
 served before. Sessions are tuned for small inputs: one intra-op thread by default (a 1×64×7
 window costs ~20 µs; more threads only contend with the server's own).
+
+What every request would otherwise work out again is derived once, when the bundle is built:
+the models indexed by :func:`~tradeloop.inference.inputs.group_codes`' codes, the calibration and
+band as checked arrays (:class:`~tradeloop.calibration.ScoreMaps`; a malformed one refuses the
+bundle here rather than failing every request) and each booster's fast dense predictor
+(:mod:`tradeloop.inference.booster`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tradeloop.bars.schema import ASSET_CLASSES
 from tradeloop.bundle import verify_bundle
+from tradeloop.calibration import ScoreMaps
 from tradeloop.errors import BundleIntegrityError
 from tradeloop.features import spec
-from tradeloop.inference.inputs import TF_GROUPS, xgb_feature_names
+from tradeloop.inference.booster import dense_predictor
+from tradeloop.inference.inputs import TF_GROUPS, XGB_GROUPS, xgb_feature_names
 
 __all__ = ["LoadedBundle", "load_bundle", "onnx_scores", "onnx_session"]
 
@@ -38,6 +48,21 @@ class LoadedBundle:
     band: dict[str, Any]
     cnn_groups: dict[str, str] = field(default_factory=dict)  # symbol → asset class (training's)
     xgb_groups: dict[str, str] = field(default_factory=dict)  # timeframe → group
+    # Derived once (``__post_init__``): what predict looks up per request.
+    maps: ScoreMaps = field(init=False, repr=False, compare=False)  # calibration and band, checked
+    cnn_by_class: tuple[Any, ...] = field(
+        init=False, repr=False, compare=False
+    )  # ASSET_CLASSES order; None: no CNN
+    xgb_by_group: tuple[Callable[[np.ndarray], np.ndarray] | None, ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # BundleIntegrityError here (a malformed calibration or band) refuses the bundle at load.
+        object.__setattr__(self, "maps", ScoreMaps.from_manifest(self.calibration, self.band))
+        object.__setattr__(self, "cnn_by_class", tuple(self.cnn.get(c) for c in ASSET_CLASSES))
+        predictors = tuple(dense_predictor(self.xgb[g]) if g in self.xgb else None for g in XGB_GROUPS)
+        object.__setattr__(self, "xgb_by_group", predictors)
 
     @property
     def series(self) -> list[str]:
@@ -57,6 +82,8 @@ def onnx_session(path: Path, threads: int = 1) -> Any:
 
 def onnx_scores(session: Any, windows: np.ndarray, batch: int = 8192) -> np.ndarray:
     """CNN scores of (N, W, C) float32 ``windows`` through ONNX Runtime, in batches."""
+    if 0 < len(windows) <= batch:
+        return session.run(None, {"window": windows})[0]
     out = [session.run(None, {"window": windows[i : i + batch]})[0] for i in range(0, len(windows), batch)]
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 

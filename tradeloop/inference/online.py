@@ -10,6 +10,9 @@ closed, been ingested and pushed), or a fixed number of seconds from ``--max-fea
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ __all__ = [
 STALE_BARS = 3
 GRACE_S = 120.0
 MAX_AGE_ENV = "TRADELOOP_MAX_FEATURE_AGE"
+_FEATURE_VALUES = operator.itemgetter(*FEATURE_INPUTS)  # a row's values in FEATURE_INPUTS order
 
 
 def max_age_setting(value: float | str | None = None) -> float | None:
@@ -87,37 +91,53 @@ class SeriesInputs:
     age_s: np.ndarray  # float64 seconds since ``as_of``
 
 
+@functools.lru_cache(maxsize=4096)
+def _timeframe(series: str) -> str:
+    """The timeframe of a ``SYMBOL:TF`` id (validated as ``parse_series_id`` does; ids repeat)."""
+    return parse_series_id(series)[1]
+
+
 def series_inputs(
     rows: Sequence[OnlineRow], *, max_age: float | None, now: datetime | None = None
 ) -> SeriesInputs:
     """Stack online rows into model inputs; StaleFeatures for missing or too old features."""
     now = now or datetime.now(UTC)
     channels = len(spec.CHANNELS)
-    windows, features, as_of, ages = [], [], [], []
-    for row in rows:
-        timeframe = parse_series_id(row.series_id)[1]
-        missing = [n for n in FEATURE_INPUTS if row.values.get(n) is None]
-        if row.window is None or row.event_ts is None or missing:
+    ages = np.empty(len(rows), dtype=np.float64)
+    windows, values_of, as_of = [], [], []
+    allowed_by_tf: dict[str, float | None] = {}
+    for i, row in enumerate(rows):
+        timeframe = _timeframe(row.series_id)
+        try:
+            values = _FEATURE_VALUES(row.values)
+        except KeyError:  # a row without some name: that value is missing
+            values = tuple(row.values.get(n) for n in FEATURE_INPUTS)
+        if row.window is None or row.event_ts is None or None in values:
+            missing = [n for n, v in zip(FEATURE_INPUTS, values, strict=True) if v is None]
             what = "window" if row.window is None else ", ".join(missing[:3]) or "event time"
             raise StaleFeatures(
                 f"{row.series_id}: online features incomplete ({what}); materialize or ingest"
             )
         stamp = min(row.event_ts, row.window_ts or row.event_ts)
         age = (now - stamp).total_seconds()
-        allowed = allowed_age_s(timeframe, max_age)
+        if timeframe not in allowed_by_tf:
+            allowed_by_tf[timeframe] = allowed_age_s(timeframe, max_age)
+        allowed = allowed_by_tf[timeframe]
         if allowed is not None and age > allowed:
             raise StaleFeatures(
                 f"{row.series_id}: features are {age:,.0f} s old (bar {stamp.isoformat()}); "
                 f"{timeframe} allows {allowed:,.0f} s"
             )
         windows.append(np.asarray(row.window, dtype=np.float32).reshape(-1, channels))
-        features.append([row.values[n] for n in FEATURE_INPUTS])
+        values_of.append(values)
         as_of.append(stamp)
-        ages.append(age)
+        ages[i] = age
+    n, width = len(values_of), len(FEATURE_INPUTS)
+    flat = itertools.chain.from_iterable(values_of)  # one float32 cast per value, as np.asarray does
     return SeriesInputs(
         series_ids=[r.series_id for r in rows],
         windows=np.stack(windows),
-        features=np.asarray(features, dtype=np.float32),
+        features=np.fromiter(flat, dtype=np.float32, count=n * width).reshape(n, width),
         as_of=as_of,
-        age_s=np.asarray(ages, dtype=np.float64),
+        age_s=ages,
     )
