@@ -26,7 +26,7 @@ from tradeloop.bars.loaders import (
     TIMEFRAME_ALIASES,
     TS_ALIASES,
     norm,
-    parse_timestamps,
+    parse_timestamp,
 )
 from tradeloop.bars.schema import VALUE_COLUMNS, Timeframe, validate_symbol
 from tradeloop.errors import InvalidInput, UnusableFile
@@ -69,7 +69,7 @@ def _timestamp(value: object, column: str) -> pd.Timestamp:
     if isinstance(value, bool):
         raise ValueError(f"{column} is a boolean")
     try:
-        ts = parse_timestamps(pd.Series([value]), "line", column).iloc[0]
+        ts = parse_timestamp(value, "line", column)
     except UnusableFile as exc:
         raise ValueError(exc.reason) from exc
     if pd.isna(ts):

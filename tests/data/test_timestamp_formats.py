@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tradeloop.bars.loaders import parse_timestamps
+from tradeloop.bars.loaders import parse_timestamp, parse_timestamps
 from tradeloop.errors import UnusableFile
 
 
@@ -32,6 +32,31 @@ def _utc(*texts: str) -> list[pd.Timestamp]:
 )
 def test_common_export_formats_parse_to_the_hand_written_utc_time(values, expected):
     assert list(parse_timestamps(pd.Series(values), "f.csv")) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2023-01-02T13:00:00Z", "2023-01-02 13:00"),
+        ("2023-01-02 13:00:00", "2023-01-02 13:00"),
+        ("2023-01-02 1:05:00 PM", "2023-01-02 13:05"),
+        ("2023-01-02T14:00:00+01:00", "2023-01-02 13:00"),
+        (1672664400, "2023-01-02 13:00"),
+        (1672664400000, "2023-01-02 13:00"),
+        ("1672664400000", "2023-01-02 13:00"),
+        (1672664400000000000, "2023-01-02 13:00"),
+        (20230102, "2023-01-02"),
+        ("Jan 2, 2023", "2023-01-02"),
+        ("13/01/2023 09:00", "2023-01-13 09:00"),
+    ],
+)
+def test_one_live_value_reads_as_the_hand_written_utc_time(value, expected):
+    assert parse_timestamp(value, "line") == pd.Timestamp(expected, tz="UTC")
+
+
+def test_one_live_value_that_reads_two_ways_is_refused():
+    with pytest.raises(UnusableFile, match="ambiguous date order"):
+        parse_timestamp("03/04/2023 10:00", "line")
 
 
 def test_a_day_above_twelve_proves_day_first_for_the_whole_column():
