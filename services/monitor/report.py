@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,14 +13,9 @@ from services.monitor.live import labelled_predictions, read_prediction_log
 from tradeloop.bars.schema import parse_series_id
 from tradeloop.config import Settings
 from tradeloop.features.recent import offline_features
+from tradeloop.report.page import figure
 
 __all__ = ["write_report"]
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def write_report(settings: Settings, result: CheckResult, window_bars: int) -> Path:
@@ -69,8 +61,7 @@ def write_report(settings: Settings, result: CheckResult, window_bars: int) -> P
                 ax.tick_params(labelsize=6)
             axes[0][0].legend(fontsize=6)
             fig.tight_layout()
-            parts.append(_png(fig))
-            plt.close(fig)
+            parts.append(figure(fig, f"{sid}: reference vs current distributions"))
     parts.append(f"<h2>Live performance</h2><p>{html.escape(str(result.performance))}</p>")
     labelled = labelled_predictions(
         settings, read_prediction_log(settings.home / "predictions"), result.horizon
@@ -84,8 +75,7 @@ def write_report(settings: Settings, result: CheckResult, window_bars: int) -> P
             ax.axhline(result.performance["baseline_accuracy"], color="grey", lw=0.8, label="walk-forward")
         ax.set_title("rolling live directional accuracy", fontsize=9)
         fig.tight_layout()
-        parts.append(_png(fig))
-        plt.close(fig)
+        parts.append(figure(fig, "rolling live directional accuracy"))
     parts.append(f"<h2>Predictions</h2><p>{html.escape(str(result.predictions))}</p></body></html>")
     path = settings.home / "monitor" / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)

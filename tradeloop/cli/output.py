@@ -22,7 +22,7 @@ from rich.table import Table
 from tradeloop.config import Settings
 from tradeloop.errors import TradeloopError, exit_code
 
-__all__ = ["Output", "fail_on_errors", "table"]
+__all__ = ["Output", "fail_on_errors", "progress_bar", "table"]
 
 T = TypeVar("T")
 
@@ -41,8 +41,7 @@ class Output:
         if self.json or not items:
             yield from items
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=self.errors, transient=True) as progress:
+        with progress_bar(self.errors) as progress:
             task = progress.add_task(description, total=len(items))
             for item in items:
                 progress.update(task, description=f"{description} {item}")
@@ -62,6 +61,12 @@ class Output:
     def error(self, message: str) -> None:
         """One-line error on stderr (in both modes, so JSON on stdout stays parseable)."""
         self.errors.print(f"[bold red]error:[/] {message}", highlight=False)
+
+
+def progress_bar(console: Console) -> Progress:
+    """The progress bar every long stage shows: what it is doing, the bar, done/total, elapsed."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console, transient=True)
 
 
 @contextmanager

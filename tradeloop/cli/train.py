@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from tradeloop.cli.output import Output, fail_on_errors, table
+from tradeloop.cli.output import Output, fail_on_errors, progress_bar, table
 
 __all__ = ["emit_result", "metrics_table", "train", "train_and_gate"]
 
@@ -42,15 +42,12 @@ def metrics_table(report: dict[str, Any], title: str):
 
 def _run_with_progress(out: Output, run: Any, prepared: Any) -> Any:
     """``training.job.run`` under a progress bar over its steps (CNN and XGBoost per group)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from training.job import steps
 
     names = steps(prepared)
     if out.json:
         return run(out.settings, prepared)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out.errors, transient=True) as bar:
+    with progress_bar(out.errors) as bar:
         task = bar.add_task("training", total=len(names))
 
         def step(name: str) -> None:

@@ -6,6 +6,7 @@ with SIGTERM, after the last one, also when a stage fails or the user presses Ct
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from typing import Any
@@ -80,6 +81,4 @@ def _stop(ctx: DemoContext, console: Console) -> None:
 
 
 def _github_repository() -> str:
-    import os
-
     return os.environ.get("GITHUB_REPOSITORY") or "example/tradeloop"

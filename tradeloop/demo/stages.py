@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tradeloop.bars.store import write_text_atomic
+from tradeloop.cli.output import progress_bar
 from tradeloop.demo.context import DemoContext, DemoStageFailed
 from tradeloop.demo.data import write_inputs
 from tradeloop.errors import TradeloopError
@@ -28,11 +28,6 @@ SYMBOL, TIMEFRAME = "EURUSD", "1h"
 RELOAD_TIMEOUT_S = 120.0
 
 Stage = tuple[str, str, Callable[[DemoContext], dict[str, Any]], bool]  # key, title, run, needs server
-
-
-def _progress(ctx: DemoContext) -> Progress:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=ctx.console, transient=True)
 
 
 def _write_json(ctx: DemoContext, name: str, data: Any) -> None:
@@ -133,7 +128,7 @@ def serve_and_call(ctx: DemoContext) -> dict[str, Any]:
 
     samples: dict[str, list[float]] = {name: [] for name in calls}
     n = ctx.options.latency_calls
-    with _progress(ctx) as progress:
+    with progress_bar(ctx.console) as progress:
         task = progress.add_task("timing calls", total=n * len(calls))
         for name, call in calls.items():
             progress.update(task, description=f"timing {name}")
@@ -172,7 +167,7 @@ def stream_bars(ctx: DemoContext) -> dict[str, Any]:
     ingested = 0
     first = ctx.client.v2(SYMBOL, TIMEFRAME)
     rows.append(_stream_row(0, first))
-    with _progress(ctx) as progress:
+    with progress_bar(ctx.console) as progress:
         task = progress.add_task("streaming bars", total=len(chunks))
         for path in chunks:
             ctx.run("ingest", str(path), capture=True)
@@ -244,7 +239,7 @@ def retrain(ctx: DemoContext) -> dict[str, Any]:
     after = _champion(ctx)
     started = time.monotonic()
     seen, failures = before, 0
-    with _progress(ctx) as progress:
+    with progress_bar(ctx.console) as progress:
         progress.add_task(f"waiting for the server to load v{after}", total=None)
         while seen != after and time.monotonic() - started < RELOAD_TIMEOUT_S:
             try:

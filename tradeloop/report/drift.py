@@ -42,11 +42,9 @@ def _monitor_body(settings: Settings) -> str:
     body = page.read_text(encoding="utf-8")
     match = re.search(r"<body>(.*)</body>", body, re.S)
     inner = match.group(1) if match else ""
-    # The monitor's headings sit one level below this report's section heading.
-    inner = re.sub(r"<(/?)h2>", r"<\1h4>", inner)
-    return "<h3>Latest check</h3>" + re.sub(r"<(/?)h1>", r"<\1h3>", inner).replace(
-        "<h3>", "<p><b>", 1
-    ).replace("</h3>", "</b></p>", 1)
+    # The monitor's title becomes a bold line, its headings sit below this section's heading.
+    inner = re.sub(r"<h1>(.*?)</h1>", r"<p><b>\1</b></p>", inner, count=1, flags=re.S)
+    return "<h3>Latest check</h3>" + re.sub(r"<(/?)h2>", r"<\1h4>", inner)
 
 
 def drift(settings: Settings) -> str:
