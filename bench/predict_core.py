@@ -357,6 +357,7 @@ def main() -> None:
     began = time.perf_counter()
     load_start = list(os.getloadavg())
     work = opts.work or Path(tempfile.mkdtemp(prefix="tradeloop-bench-core-"))
+    work.mkdir(parents=True, exist_ok=True)
     redis, redis_url = start_redis(work)
     model = None
     try:

@@ -13,6 +13,7 @@ imports ``feast``. The repository in ``feature_repo/`` stays a standard Feast re
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -39,6 +40,7 @@ from feast.repo_config import RepoConfig
 from feast.repo_operations import get_repo_files
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tradeloop import online_wire
 from tradeloop.config import Settings
 from tradeloop.errors import InvalidInput, UnknownSeries
 from tradeloop.features import spec
@@ -273,12 +275,32 @@ def _float_list(value: ValueProto) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4", count=length // 4, offset=pos)
 
 
+@functools.lru_cache(maxsize=4096)
 def _decode_ts(raw: bytes | None) -> datetime | None:
+    """An event time from its serialized Timestamp (cached: the series of a request, and the
+    requests until the next bar, share one)."""
     if not raw:
         return None
     ts = Timestamp()
     ts.ParseFromString(raw)
     return _stamp(datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC))
+
+
+def _proto_float(raw: bytes | None) -> float | None:
+    """A serialized Value's float_val through protobuf; None when it holds none."""
+    value = ValueProto()
+    if raw:
+        value.ParseFromString(raw)
+    return value.float_val if value.HasField("float_val") else None
+
+
+def _proto_window(raw: bytes | None) -> np.ndarray | None:
+    """A serialized Value's float_list_val through protobuf; None when it holds none."""
+    if not raw:
+        return None
+    value = ValueProto()
+    value.ParseFromString(raw)
+    return _float_list(value) if value.HasField("float_list_val") else None
 
 
 class OnlineReader:
@@ -305,6 +327,7 @@ class OnlineReader:
             self._client = online._get_client(store.config.online_store)
             f_fields = self._hash_fields(online, self._features, self._names)
             self._fields = [*f_fields, *self._hash_fields(online, self._window, ["window"])]
+            self._hmget = online_wire.PackedHmget(self._client, self._fields)
 
     def _hash_fields(self, online: Any, view: FeatureView, names: list[str]) -> list[Any]:
         versioned = redis_store._versioned_fv_name(view, self._config)
@@ -332,23 +355,22 @@ class OnlineReader:
             online = self._provider.online_store
             found = online._generate_redis_keys_for_entities(self._config, [_entity_key(s) for s in missing])
             self._redis_keys.update(zip(missing, found, strict=True))
-        with self._client.pipeline(transaction=False) as pipe:
-            for sid in series_ids:
-                pipe.hmget(self._redis_keys[sid], self._fields)
-            replies = pipe.execute()
+        replies = self._hmget([self._redis_keys[sid] for sid in series_ids])
         n = len(self._names)
+        raws = [raw for reply in replies for raw in reply[:n]]
+        floats = online_wire.float_values(raws)
+        if floats is None:  # some value is missing or not a plain float: protobuf decides
+            floats = [_proto_float(raw) for raw in raws]
         rows = []
-        for sid, reply in zip(series_ids, replies, strict=True):
-            values: dict[str, float | None] = {}
-            for name, raw in zip(self._names, reply[:n], strict=True):
-                value = ValueProto()
-                if raw:
-                    value.ParseFromString(raw)
-                values[name] = value.float_val if value.HasField("float_val") else None
-            window = ValueProto()
-            if reply[n + 1]:
-                window.ParseFromString(reply[n + 1])
-            rows.append(self._row(sid, values, window, _decode_ts(reply[n]), _decode_ts(reply[n + 2])))
+        for i, (sid, reply) in enumerate(zip(series_ids, replies, strict=True)):
+            event_ts, window_ts = _decode_ts(reply[n]), _decode_ts(reply[n + 2])
+            if event_ts is None and window_ts is None:
+                raise UnknownSeries(sid, "no online features; run `tradeloop features materialize`")
+            window = online_wire.float_list(reply[n + 1])
+            if window is None:
+                window = _proto_window(reply[n + 1])
+            values = dict(zip(self._names, floats[i * n : (i + 1) * n], strict=True))
+            rows.append(OnlineRow(sid, values, window, event_ts, window_ts))
         return rows
 
     def _row(
