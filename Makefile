@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(PY) bench/online.py
 	$(PY) bench/train.py
 	$(PY) bench/drift.py
+	$(PY) bench/predict_core.py
+	$(PY) bench/serve.py
 	$(PY) bench/report.py
 
 clean:
