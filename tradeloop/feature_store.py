@@ -32,7 +32,9 @@ import pandas as pd
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView
 from feast.data_source import DataSource, PushMode
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores import redis as redis_store
+from feast.infra.online_stores import sqlite as sqlite_store
 from feast.infra.provider import get_provider
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -286,6 +288,18 @@ def _decode_ts(raw: bytes | None) -> datetime | None:
     return _stamp(datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC))
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_ts(text: str | None) -> datetime | None:
+    """An event time as SQLite holds it, read back as Feast's converter reads it (epoch seconds
+    of the naive UTC time, through ``datetime.fromtimestamp``; ISO text from older writers); cached
+    like :func:`_decode_ts`."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return _stamp(datetime.fromtimestamp(int(text)))
+    return _stamp(datetime.fromisoformat(text))
+
+
 def _proto_float(raw: bytes | None) -> float | None:
     """A serialized Value's float_val through protobuf; None when it holds none."""
     value = ValueProto()
@@ -322,6 +336,15 @@ class OnlineReader:
         self._names = [*spec.FEATURE_NAMES, *spec.METADATA]
         self._redis = store.config.online_store.type == "redis"
         self._redis_keys: dict[str, bytes] = {}
+        if not self._redis:
+            online = self._provider.online_store
+            self._sqlite = online._get_conn(self._config)
+            versioned = self._config.registry.enable_online_feature_view_versioning
+            self._sqlite_tables = [
+                sqlite_store._quote_id(sqlite_store._table_id(self._config.project, view, versioned))
+                for view in (self._features, self._window)
+            ]
+            self._entity_keys: dict[str, bytes] = {}
         if self._redis:
             online = self._provider.online_store
             self._client = online._get_client(store.config.online_store)
@@ -337,17 +360,62 @@ class OnlineReader:
         """Online rows in the order asked; a series with no online row raises UnknownSeries."""
         if self._redis:
             return self._read_redis(series_ids)
-        keys = [_entity_key(s) for s in series_ids]
-        feats = self._provider.online_read(self._config, self._features, keys, self._names)
-        windows = self._provider.online_read(self._config, self._window, keys, ["window"])
+        return self._read_sqlite(series_ids)
+
+    def _read_sqlite(self, series_ids: Sequence[str]) -> list[OnlineRow]:
+        # Feast's own query per view (SqliteOnlineStore.online_read), with the event time read as
+        # text: the column's timestamp converter would parse it again for every feature row.
+        keys = [self._sqlite_key(sid) for sid in series_ids]
+        features, windows = (self._sqlite_rows(table, keys) for table in self._sqlite_tables)
+        n = len(self._names)
+        raws: list[bytes | None] = []
+        for key in keys:
+            stored = features.get(key, ({}, None))[0]
+            raws.extend([stored.get(name) for name in self._names])
+        floats = online_wire.float_values(raws)
+        if floats is None:
+            floats = [_proto_float(raw) for raw in raws]
         rows = []
-        for sid, (f_ts, f_vals), (w_ts, w_vals) in zip(series_ids, feats, windows, strict=True):
-            values = {
-                n: (p.float_val if p.HasField("float_val") else None) for n, p in (f_vals or {}).items()
-            }
-            window = w_vals["window"] if w_vals else None
-            rows.append(self._row(sid, values, window, _stamp(f_ts), _stamp(w_ts)))
+        for i, (sid, key) in enumerate(zip(series_ids, keys, strict=True)):
+            f_ts = features[key][1] if key in features else None
+            w_values, w_ts = windows.get(key, (None, None))
+            event_ts, window_ts = _text_ts(f_ts), _text_ts(w_ts)
+            if event_ts is None and window_ts is None:
+                raise UnknownSeries(sid, "no online features; run `tradeloop features materialize`")
+            raw_window = w_values.get("window") if w_values else None
+            window = online_wire.float_list(raw_window)
+            if window is None:
+                window = _proto_window(raw_window)
+            values = dict(zip(self._names, floats[i * n : (i + 1) * n], strict=True))
+            rows.append(OnlineRow(sid, values, window, event_ts, window_ts))
         return rows
+
+    def _sqlite_key(self, series: str) -> bytes:
+        key = self._entity_keys.get(series)
+        if key is None:
+            version = self._config.entity_key_serialization_version
+            key = self._entity_keys[series] = serialize_entity_key(
+                _entity_key(series), entity_key_serialization_version=version
+            )
+        return key
+
+    def _sqlite_rows(self, table: str, keys: list[bytes]) -> dict[bytes, tuple[dict[str, bytes], str]]:
+        """Per entity key: {feature name: serialized Value} and the newest event time as text."""
+        found: dict[bytes, tuple[dict[str, bytes], str]] = {}
+        cursor = self._sqlite.execute(
+            f"SELECT entity_key, feature_name, value, CAST(event_ts AS TEXT) FROM {table} "
+            f"WHERE entity_key IN ({','.join('?' * len(keys))})",
+            keys,
+        )
+        for key, name, value, ts in cursor.fetchall():
+            entry = found.get(key)
+            if entry is None:
+                found[key] = ({name: value}, ts)
+                continue
+            entry[0][name] = value
+            if ts > entry[1]:
+                found[key] = (entry[0], ts)
+        return found
 
     def _read_redis(self, series_ids: Sequence[str]) -> list[OnlineRow]:
         missing = [s for s in series_ids if s not in self._redis_keys]
@@ -372,20 +440,6 @@ class OnlineReader:
             values = dict(zip(self._names, floats[i * n : (i + 1) * n], strict=True))
             rows.append(OnlineRow(sid, values, window, event_ts, window_ts))
         return rows
-
-    def _row(
-        self,
-        sid: str,
-        values: dict[str, float | None],
-        window: ValueProto | None,
-        event_ts: datetime | None,
-        window_ts: datetime | None,
-    ) -> OnlineRow:
-        if event_ts is None and window_ts is None:
-            raise UnknownSeries(sid, "no online features; run `tradeloop features materialize`")
-        values = {name: values.get(name) for name in self._names}
-        array = _float_list(window) if window is not None and window.HasField("float_list_val") else None
-        return OnlineRow(sid, values, array, event_ts, window_ts)
 
 
 def _entity_key(series: str) -> EntityKeyProto:

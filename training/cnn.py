@@ -10,7 +10,6 @@ loop without Ray. Checkpoints and bundles hold arrays (``.npz``) and ONNX, never
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -271,8 +270,3 @@ def verify_onnx(model: WindowCNN, path: Path, windows: np.ndarray) -> float:
     if not diff <= ONNX_TOLERANCE:
         raise DataQualityError(f"ONNX export of {path.name} differs from PyTorch by {diff:.3g}")
     return diff
-
-
-def default_threads() -> int:
-    """Threads per worker: the CPUs Ray gave it (``OMP_NUM_THREADS``), else 1."""
-    return int(os.environ.get("OMP_NUM_THREADS", "1") or 1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from tests.conftest import market_file
 from tradeloop.bars.importer import import_file
-from tradeloop.bars.loaders import load_bars
+from tradeloop.bars.loaders import load_bars, names_from_filename
 from tradeloop.bars.store import BarStore
 
 
@@ -116,3 +118,20 @@ def test_a_file_with_several_symbols_yields_one_series_each(settings, tmp_path) 
         ("AAPL", "1d", 1260),
         ("MSFT", "1d", 1260),
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("EURUSD_1h.csv", ("EURUSD", "1h")),
+        ("BTC_USDT_1h.csv", ("BTC_USDT", "1h")),  # a symbol with an underscore
+        ("BTCUSDT-1m-2024-01.csv", ("BTCUSDT", "1m")),  # Binance public data
+        ("EURUSD_1h_part01.csv", ("EURUSD", "1h")),
+        ("ES_F_15m_20230301_20230321.parquet", ("ES_F", "15m")),
+        ("BRK.B_1d.csv", ("BRK.B", "1d")),
+        ("prices.csv", (None, None)),
+        ("BTC_USDT_7x.csv", ("BTC_USDT", None)),  # a timeframe-like token that is no timeframe
+    ],
+)
+def test_symbol_and_timeframe_from_the_file_name(name: str, expected: tuple[str | None, str | None]) -> None:
+    assert names_from_filename(Path(name)) == expected

@@ -74,8 +74,9 @@ _BINANCE_KLINE = (
     "taker_quote",
     "ignore",
 )
-# SYMBOL_TF, SYMBOL-TF-2024-01 (Binance public data), SYMBOL_TF_20230301_20230321 ...
-_FILENAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9][A-Za-z0-9.^]*)[_-](?P<tf>\d+[a-zA-Z])(?:[_-].*)?$")
+# SYMBOL_TF, SYMBOL-TF-2024-01 (Binance public data), SYMBOL_TF_20230301_20230321, BTC_USDT_1h ...:
+# the symbol is everything before the first separator followed by a timeframe-like token.
+_FILENAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9][A-Za-z0-9.^_]*?)[_-](?P<tf>\d+[a-zA-Z])(?:[_-].*)?$")
 _SNIFF_BYTES = 64 * 1024
 
 
