@@ -164,6 +164,16 @@ def _serve(r: dict) -> list[tuple[str, str, str, str]]:
             "",
         )
     )
+    if "kserve/redis+log" in s:
+        logged = [closed("kserve/redis+log", f"{p}/1") for p in ("rest", "grpc")]
+        rows.append(
+            (
+                "serve KServe+Redis, prediction log on (the default), 1 series p50 / p99 (REST; gRPC)",
+                f"{lat(logged[0])}; {lat(logged[1])}",
+                "",
+                "",
+            )
+        )
     sq = [closed("kserve/sqlite", c) for c in ("rest/1", "grpc/1", "rest/100")]
     rows.append(
         (

@@ -10,9 +10,12 @@ a second home with the same data, into a throwaway redis-server. The ``fast`` pr
 once with Ray on the two real series (or ``--bundle DIR`` is registered instead) and made champion
 in a SQLite MLflow (by the gate when it earns it, else by a recorded manual promotion).
 
-Servers, one at a time, each a subprocess (``--max-feature-age 0 --no-log``: the bars are old):
+Servers, one at a time, each a subprocess (``--max-feature-age 0``: the bars are old; ``--no-log``
+except for ``kserve/redis+log``):
 
 * ``tradeloop serve --engine kserve`` on SQLite and on Redis; ``--engine rayserve`` on SQLite;
+* ``kserve/redis+log``: the Redis server as ``tradeloop serve`` runs by default, with the
+  prediction log on (1-series cells), so the log's cost on the request path and beside it shows;
 * the no-op floor of each engine, started by this file (``_floor kserve|rayserve``): a plain
   ``kserve.ModelServer`` with a trivial ``kserve.Model``, and a trivial Ray Serve deployment on the
   same proxy set-up (HTTP + the v2 gRPC servicer), both answering the same six output tensors with
@@ -823,7 +826,7 @@ def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _serve_cmd(home: Path, engine: str, http: int, grpc: int, uri: str) -> list[str]:
+def _serve_cmd(home: Path, engine: str, http: int, grpc: int, uri: str, log: bool = False) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -841,7 +844,7 @@ def _serve_cmd(home: Path, engine: str, http: int, grpc: int, uri: str) -> list[
         uri,
         "--max-feature-age",
         "0",
-        "--no-log",
+        *([] if log else ["--no-log"]),
     ]
 
 
@@ -891,7 +894,7 @@ def _summarise(servers: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]
     keys = [f"{p}/{n}" for p in ("rest", "grpc") for n in (1, REPLICAS)]
     kserve = {
         f"{store}/{key}": o
-        for store in ("sqlite", "redis", "redis-before")
+        for store in ("sqlite", "redis", "redis+log", "redis-before")
         for key in keys
         if (o := overhead(f"kserve/{store}", "kserve/noop", key))
     }
@@ -1000,6 +1003,13 @@ def main() -> None:
                 {**base_env, "TRADELOOP_REDIS_URL": redis_url},
                 both,
             ),
+            (
+                "kserve/redis+log",
+                "serve",
+                (redis_home.home, "kserve", True),
+                {**base_env, "TRADELOOP_REDIS_URL": redis_url},
+                [(p, 1) for p in ("rest", "grpc")],
+            ),
         ]
         if not opts.no_ray:
             plan += [
@@ -1027,7 +1037,7 @@ def main() -> None:
                         str(grpc),
                     ]
                 else:
-                    command = _serve_cmd(what[0], what[1], http, grpc, uri)
+                    command = _serve_cmd(*what[:2], http, grpc, uri, log=len(what) > 2 and what[2])
                     if name.endswith("-before"):
                         cwd = opts.before.resolve()  # `python -m tradeloop...` imports that tree
                 label = f"{name} (round {round_no + 1}/{opts.rounds})" if opts.rounds > 1 else name
