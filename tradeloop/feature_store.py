@@ -320,12 +320,15 @@ def _proto_window(raw: bytes | None) -> np.ndarray | None:
 class OnlineReader:
     """Reads both views of many series with the fewest round trips the store allows.
 
-    SQLite: the views are resolved once and read straight from the online store, decoding the
-    two known value types directly (bench/online.py: p50 0.14 ms for 1 series against 0.43 ms
-    through ``get_online_features``). Redis: Feast keeps every view of an entity in one hash, so
-    one pipeline of one HMGET per series fetches both views; keys and field names come from
-    Feast's own Redis store, and a test checks the values against ``get_online_features``.
-    Re-create the reader after ``apply``: it holds the view definitions.
+    SQLite: Feast's own query per view (the table and entity keys as Feast's SQLite store builds
+    them), with the event time read once per series instead of once per feature row. Redis: Feast
+    keeps every view of an entity in one hash, so one HMGET per series, all sent in one write,
+    fetches both views; keys and field names come from Feast's own Redis store, and reads give up
+    after :data:`~tradeloop.online_wire.READ_TIMEOUT_S` (a hung Redis is a 503, not a stuck
+    server). Values are decoded by :mod:`tradeloop.online_wire` (protobuf for any form it does not
+    own); tests check them against ``get_online_features``. bench/online.py, 100 series: Redis 1.4
+    ms and SQLite 3.1 ms p50 against 16.5 and 17.8 ms through ``get_online_features``. Re-create
+    the reader after ``apply``: it holds the view definitions.
     """
 
     def __init__(self, store: FeatureStore) -> None:
@@ -347,7 +350,7 @@ class OnlineReader:
             self._entity_keys: dict[str, bytes] = {}
         if self._redis:
             online = self._provider.online_store
-            self._client = online._get_client(store.config.online_store)
+            self._client = online_wire.read_client(online._get_client(store.config.online_store))
             f_fields = self._hash_fields(online, self._features, self._names)
             self._fields = [*f_fields, *self._hash_fields(online, self._window, ["window"])]
             self._hmget = online_wire.PackedHmget(self._client, self._fields)

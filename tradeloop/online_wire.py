@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PackedHmget", "float_list", "float_values"]
+__all__ = ["READ_TIMEOUT_S", "PackedHmget", "float_list", "float_values", "read_client"]
 
+READ_TIMEOUT_S = 1.0  # a read that takes longer fails (503) instead of holding a server thread
 _FLOAT_TAG = 0x35  # Value.float_val: field 6, wire type 5 (fixed32)
 _FLOAT_SIZE = 5  # tag byte + float32
 _FLOAT_LIST_TAG = b"\x82\x01"  # Value.float_list_val: field 16, wire type 2 (length-delimited)
@@ -112,3 +113,24 @@ class PackedHmget:
             raise
         finally:
             self._pool.release(connection)
+
+
+def read_client(client: Any, timeout_s: float = READ_TIMEOUT_S) -> Any:
+    """A client on the same server as ``client`` whose connections give up after ``timeout_s``.
+
+    Feast's Redis client waits forever on a socket by default; a Redis that hangs (stopped, or a
+    network path that drops packets) would then hold every prediction, and, for the small ones
+    KServe answers on its event loop, health probes with them. The reads get their own pool with
+    a socket and connect timeout (redis-py's ``TimeoutError``, which the predictor answers as
+    503); Feast's writes keep its client. A pool of another kind (Sentinel) or one configured
+    with its own timeout is used as it is.
+    """
+    import redis
+
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    if type(pool) is not redis.ConnectionPool or kwargs.get("socket_timeout") is not None:
+        return client
+    kwargs["socket_timeout"] = timeout_s
+    kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or timeout_s
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))

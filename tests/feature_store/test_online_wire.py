@@ -9,7 +9,14 @@ through a request and connections the server drops.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +24,8 @@ import redis
 from feast.protos.feast.types.Value_pb2 import DoubleList, FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from tests.conftest import require
+from tests.feature_store.conftest import _wait_for_port, free_port
 from tradeloop import online_wire
 
 SPECIAL = [0.0, -0.0, 1.0, -1.5, float("inf"), float("-inf"), 3.4028234663852886e38, 1.401298464324817e-45]
@@ -171,3 +180,49 @@ def test_threads_each_get_their_own_replies(client: redis.Redis) -> None:
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+# -- a Redis that hangs ---------------------------------------------------------------------------------
+@pytest.fixture
+def stoppable_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of this test's own, so that it can be stopped (SIGSTOP) like a hung server."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    require(os.access(binary, os.X_OK), "redis-server binary not found")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc, "redis-server")
+        yield proc, f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_hung_redis_fails_the_read_instead_of_holding_it(
+    stoppable_redis: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    proc, url = stoppable_redis
+    writer = redis.Redis.from_url(url)
+    writer.hset("k1", mapping={"a": "one"})
+    writer.hset("k2", mapping={"a": "two"})
+    hmget = online_wire.PackedHmget(online_wire.read_client(redis.Redis.from_url(url), timeout_s=0.3), FIELDS)
+    assert hmget([b"k1"]) == [[b"one", None, None]]
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            hmget([b"k1"])
+        assert time.monotonic() - started < 10, "the read waited far beyond its timeout"
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    # The stopped server answers the timed-out read late; that reply must not answer the next one.
+    assert hmget([b"k2"]) == [[b"two", None, None]]
+
+
+def test_a_client_with_its_own_timeout_is_read_as_configured(redis_url: str) -> None:
+    configured = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    assert online_wire.read_client(configured) is configured
+    plain = online_wire.read_client(redis.Redis.from_url(redis_url))
+    assert plain.connection_pool.connection_kwargs["socket_timeout"] == online_wire.READ_TIMEOUT_S
