@@ -116,7 +116,7 @@ def resample(
     to: Annotated[str, typer.Option("--to", help="Target timeframe, e.g. 4h.")],
     from_: Annotated[
         str | None,
-        typer.Option("--from", help="Source timeframe [default: the coarsest stored one that divides --to]."),
+        typer.Option("--from", help="Source timeframe (default: the coarsest stored one that divides --to)."),
     ] = None,
     symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Only these symbols.")] = None,
 ) -> None:

@@ -38,7 +38,7 @@ def _selected(out: Output, wanted: list[str] | None) -> list[tuple[str, str]]:
 def build(
     ctx: typer.Context,
     series: Annotated[
-        list[str] | None, typer.Option("--series", help="SYMBOL:TF (repeatable) [default: all].")
+        list[str] | None, typer.Option("--series", help="SYMBOL:TF, repeatable (default: all).")
     ] = None,
 ) -> None:
     """Write offline feature Parquet for every stored series."""
@@ -56,7 +56,7 @@ def build(
 def verify(
     ctx: typer.Context,
     series: Annotated[
-        list[str] | None, typer.Option("--series", help="SYMBOL:TF (repeatable) [default: all].")
+        list[str] | None, typer.Option("--series", help="SYMBOL:TF, repeatable (default: all).")
     ] = None,
 ) -> None:
     """Replay each series through the streaming path; fail if it differs from batch by > 1e-5."""
@@ -135,7 +135,7 @@ def apply(ctx: typer.Context) -> None:
 def materialize(
     ctx: typer.Context,
     start: Annotated[str | None, typer.Option("--start", help="Start (ISO time, UTC).")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="End (ISO time, UTC) [default: now].")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="End, an ISO time in UTC (default: now).")] = None,
     incremental: Annotated[
         bool, typer.Option("--incremental", help="From the last materialization to --end (the default).")
     ] = False,

@@ -37,7 +37,7 @@ def main(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option("--home", envvar="TRADELOOP_HOME", help="State directory [default: ./.tradeloop]."),
+        typer.Option("--home", envvar="TRADELOOP_HOME", help="State directory (default: ./.tradeloop)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:

@@ -171,7 +171,7 @@ GateMetricsOpt = Annotated[
     typer.Option(
         "--gate-metrics",
         help="Metrics a challenger must beat the champion on, fold by fold "
-        "[default: directional_accuracy,rank_ic,sharpe].",
+        "(default: directional_accuracy,rank_ic,sharpe).",
     ),
 ]
 UriOpt = Annotated[
@@ -182,9 +182,9 @@ UriOpt = Annotated[
 def train(
     ctx: typer.Context,
     preset: PresetOpt = "fast",
-    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Symbols [default: all].")] = None,
+    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Symbols (default: all).")] = None,
     timeframes: Annotated[
-        list[str] | None, typer.Option("--timeframes", help="Timeframes, e.g. 1h,4h [default: all].")
+        list[str] | None, typer.Option("--timeframes", help="Timeframes, e.g. 1h,4h (default: all).")
     ] = None,
     workers: WorkersOpt = 2,
     gpu: Annotated[bool, typer.Option("--gpu", help="Train the CNN on GPU workers.")] = False,
