@@ -3,7 +3,9 @@
 Requests hand records to a bounded queue (``submit`` never blocks: a full queue drops the
 records and counts them, so a slow disk can never slow or fail a prediction); one writer thread
 batches them into ``HOME/predictions/date=YYYY-MM-DD/part-*.parquet`` (atomic renames, so a
-reader never sees half a file). :meth:`PredictionLog.close` drains the queue: call it on SIGTERM.
+reader never sees half a file): one file per ``batch_rows`` records or per ``flush_s`` seconds,
+whichever comes first, so a record reaches disk at most ``flush_s`` after its request.
+:meth:`PredictionLog.close` drains the queue: call it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -98,26 +101,26 @@ class PredictionLog:
         self._on_count("dropped", n)
 
     def _run(self) -> None:
+        # Collect records until ``batch_rows`` are pending or the oldest has waited ``flush_s``,
+        # then write them as one file: a file per request would cost every request a Parquet
+        # write on the server's cores (and leave the monitor thousands of tiny files).
         pending: list[dict[str, Any]] = []
+        deadline = float("inf")
         done = False
         while not done:
             try:
-                item = self._queue.get(timeout=self._flush_s)
-                if item is None:
-                    done = True
-                else:
-                    pending.extend(item)
-                    while len(pending) < self._batch_rows:
-                        more = self._queue.get_nowait()
-                        if more is None:
-                            done = True
-                            break
-                        pending.extend(more)
+                item = self._queue.get(timeout=min(self._flush_s, max(0.0, deadline - time.monotonic())))
             except queue.Empty:
-                pass
-            if pending:
+                item = []
+            if item is None:
+                done = True
+            elif item:
+                if not pending:
+                    deadline = time.monotonic() + self._flush_s
+                pending.extend(item)
+            if pending and (done or len(pending) >= self._batch_rows or time.monotonic() >= deadline):
                 self._write(pending)
-                pending = []
+                pending, deadline = [], float("inf")
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(records, schema=SCHEMA)
