@@ -28,7 +28,7 @@ asyncio clients (aiohttp, ``tritonclient.grpc.aio``; K in flight); and an open l
 offered rate (``--open-fraction`` of that maximum; latency measured from each request's scheduled
 send time, so queueing is not hidden). Every loop is bounded in count and in seconds. Around each
 closed loop the client reads the server's own stage histograms (``/metrics``: store read + inputs,
-model, total), so "core adds" splits into in-server stages and the front end's share.
+CNN, XGBoost, total), so "core adds" splits into in-server stages and the front end's share.
 
 Naive baseline, timed in this process per request: read the series' bars from the bar-store
 Parquet, keep the last 200, recompute every feature with pandas/numpy

@@ -52,7 +52,7 @@ class Answer:
     feature_age_s: np.ndarray  # float32, NaN for caller-supplied rows
     series: list[str]  # series id per row ("" for caller-supplied rows)
     digests: list[str]  # per row, sha256 prefix of the inputs the model saw; [] when not computed
-    stages_s: dict[str, float] = field(default_factory=dict)  # features, model, total
+    stages_s: dict[str, float] = field(default_factory=dict)  # features, cnn, xgb, total
 
     def rows(self) -> list[dict[str, Any]]:
         """The v1 (JSON) shape: one dict per row."""
@@ -166,7 +166,7 @@ class Predictor:
             feature_age_s=inputs.age_s.astype(np.float32),
             series=ids,
             digests=inputs_digest(inputs.windows, inputs.features) if self.digest_inputs else [],
-            stages_s={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
+            stages_s={"features": t1 - t0, "cnn": out.cnn_s, "xgb": out.xgb_s, "total": t2 - t0},
         )
 
     def predict_rows(self, window: np.ndarray, features: np.ndarray) -> Answer:
@@ -186,5 +186,5 @@ class Predictor:
             feature_age_s=np.full(n, np.nan, dtype=np.float32),
             series=[""] * n,
             digests=inputs_digest(window, features) if self.digest_inputs else [],
-            stages_s={"features": 0.0, "model": t1 - t0, "total": t1 - t0},
+            stages_s={"features": 0.0, "cnn": out.cnn_s, "xgb": out.xgb_s, "total": t1 - t0},
         )

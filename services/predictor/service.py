@@ -66,7 +66,8 @@ class PredictionService:
             digest_inputs=config.log_predictions,
         )
         self._stages = {
-            stage: self.metrics.stage_seconds.labels(stage=stage) for stage in ("features", "model", "total")
+            stage: self.metrics.stage_seconds.labels(stage=stage)
+            for stage in ("features", "cnn", "xgb", "total")
         }
         self._counters: dict[tuple[str, str, int, str], Any] = {}
         self._cache = tempfile.TemporaryDirectory(prefix="tradeloop-bundles-")

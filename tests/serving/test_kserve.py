@@ -366,6 +366,13 @@ def test_server_listens_on_the_given_host_only_and_exposes_metrics(server):
     assert metric_value(text, "tradeloop_reloads_total", outcome="loaded") >= 1
     assert metric_value(text, "tradeloop_requests_total", route="v2/infer", protocol="grpc", code="200") >= 1
     assert metric_value(text, "tradeloop_model_info", version=champion_of(text)) == 1
+    stages = ("features", "cnn", "xgb", "total")
+    counts = {s: metric_value(text, "tradeloop_stage_duration_seconds_count", stage=s) for s in stages}
+    sums = {s: metric_value(text, "tradeloop_stage_duration_seconds_sum", stage=s) for s in stages}
+    assert len(set(counts.values())) == 1, counts  # every answered request observed in every stage
+    assert counts["total"] >= 1
+    assert 0 < sums["features"] + sums["cnn"] + sums["xgb"] <= sums["total"], sums  # parts of the whole
+    assert min(sums.values()) > 0, sums
 
 
 # -- bad input -----------------------------------------------------------------------------------------

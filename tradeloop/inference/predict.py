@@ -16,6 +16,7 @@ so answers are bit-identical to it (``bench/predict_core.py`` compares them).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,8 @@ class Prediction:
     signal: np.ndarray  # int8 -1 / 0 / +1
     cnn_score: np.ndarray  # float32
     version: str
+    cnn_s: float = 0.0  # seconds in the CNN stage (checks, group codes, ONNX Runtime)
+    xgb_s: float = 0.0  # seconds in the XGBoost stage (its inputs, boosters, calibration, band)
 
 
 def check_inputs(
@@ -98,6 +101,7 @@ def _missing(
 
 def predict(bundle: LoadedBundle, windows: np.ndarray, features: np.ndarray) -> Prediction:
     """Score N rows with ``bundle`` (see the module docstring); one ONNX and one XGBoost call per group."""
+    started = time.perf_counter()
     windows, features = check_inputs(bundle, windows, features)
     indicators, metadata = features[:, :_N_IND], features[:, _N_IND:]
     class_id, _, xgb_id = group_codes(metadata)
@@ -113,6 +117,7 @@ def predict(bundle: LoadedBundle, windows: np.ndarray, features: np.ndarray) -> 
         else:
             cnn_score[mask] = onnx_scores(bundle.cnn_by_class[code], windows[mask])
 
+    cnn_done = time.perf_counter()
     x = xgb_inputs(indicators, cnn_score, metadata)
     tf_groups = _groups(xgb_id)
     if (group := _missing(tf_groups, bundle.xgb_by_group, XGB_GROUPS)) is not None:
@@ -126,11 +131,14 @@ def predict(bundle: LoadedBundle, windows: np.ndarray, features: np.ndarray) -> 
             score[mask] = booster(x[mask])
 
     expected = (score.astype(np.float64) * return_scale(indicators, bundle.horizon)).astype(np.float32)
+    prob_up, signal = bundle.maps.prob_up(score), bundle.maps.signal(score)
     return Prediction(
         score=score,
-        prob_up=bundle.maps.prob_up(score),
+        prob_up=prob_up,
         expected_return=expected,
-        signal=bundle.maps.signal(score),
+        signal=signal,
         cnn_score=cnn_score,
         version=bundle.version,
+        cnn_s=cnn_done - started,
+        xgb_s=time.perf_counter() - cnn_done,
     )
