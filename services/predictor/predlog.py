@@ -3,8 +3,8 @@
 Requests hand records to a bounded queue (``submit`` never blocks: a full queue drops the
 records and counts them, so a slow disk can never slow or fail a prediction); one writer thread
 batches them into ``HOME/predictions/date=YYYY-MM-DD/part-*.parquet`` (atomic renames, so a
-reader never sees half a file): one file per ``batch_rows`` records or per ``flush_s`` seconds,
-whichever comes first, so a record reaches disk at most ``flush_s`` after its request.
+reader never sees half a file): every ``flush_s`` seconds it writes what is queued, in files
+of at most ``batch_rows`` records, so a record reaches disk about ``flush_s`` after its request.
 :meth:`PredictionLog.close` drains the queue: call it on SIGTERM.
 """
 
@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,12 +58,13 @@ class PredictionLog:
         on_count: Callable[[str, int], None] = lambda outcome, n: None,
     ) -> None:
         self.root = root
-        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=capacity)
         self._batch_rows = batch_rows
         self._flush_s = flush_s
         self._on_count = on_count
         self.written = 0
         self.dropped = 0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
         self._thread.start()
@@ -101,26 +101,24 @@ class PredictionLog:
         self._on_count("dropped", n)
 
     def _run(self) -> None:
-        # Collect records until ``batch_rows`` are pending or the oldest has waited ``flush_s``,
-        # then write them as one file: a file per request would cost every request a Parquet
-        # write on the server's cores (and leave the monitor thousands of tiny files).
+        # Wake every flush_s (or at close), take everything queued, write it. The writer never
+        # waits on the queue itself: a thread woken by every request would take the GIL from the
+        # server once per answer (the default server ran at ~60 % of --no-log's req/s that way).
+        while True:
+            closing = self._stop.wait(self._flush_s)
+            self._write_queued()
+            if closing:
+                return
+
+    def _write_queued(self) -> None:
         pending: list[dict[str, Any]] = []
-        deadline = float("inf")
-        done = False
-        while not done:
+        while True:
             try:
-                item = self._queue.get(timeout=min(self._flush_s, max(0.0, deadline - time.monotonic())))
+                pending.extend(self._queue.get_nowait())
             except queue.Empty:
-                item = []
-            if item is None:
-                done = True
-            elif item:
-                if not pending:
-                    deadline = time.monotonic() + self._flush_s
-                pending.extend(item)
-            if pending and (done or len(pending) >= self._batch_rows or time.monotonic() >= deadline):
-                self._write(pending)
-                pending, deadline = [], float("inf")
+                break
+        for start in range(0, len(pending), self._batch_rows):
+            self._write(pending[start : start + self._batch_rows])
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(records, schema=SCHEMA)
@@ -145,5 +143,7 @@ class PredictionLog:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout=timeout)
+        if not self._thread.is_alive():
+            self._write_queued()  # records a request queued while the writer was finishing

@@ -78,14 +78,13 @@ def test_records_reach_disk_within_the_flush_interval_without_a_close(tmp_path: 
     assert len(_rows(tmp_path)) == 3
 
 
-def test_a_full_batch_is_written_before_the_flush_interval(tmp_path: Path) -> None:
+def test_files_hold_at_most_batch_rows_records(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path, batch_rows=10, flush_s=60.0)
-    try:
-        for i in range(25):
-            log.submit(_answer(i))
-        assert _wait_for(lambda: len(_rows(tmp_path)) >= 20)
-    finally:
-        log.close()
+    for i in range(25):
+        log.submit(_answer(i))
+    log.close()
+    sizes = sorted(pq.read_metadata(f).num_rows for f in _files(tmp_path))
+    assert sizes == [5, 10, 10]
     assert len(_rows(tmp_path)) == 25
 
 
@@ -108,7 +107,7 @@ def test_a_slow_disk_drops_and_counts_records_instead_of_blocking_requests(tmp_p
     log = _SlowDisk(
         tmp_path,
         capacity=2,
-        batch_rows=1,
+        flush_s=0.05,
         on_count=lambda outcome, n: counted.__setitem__(outcome, counted.get(outcome, 0) + n),
     )
     assert log.submit(_answer(0))
