@@ -13,7 +13,16 @@ from typer.testing import CliRunner
 from tradeloop.cli.main import app
 from tradeloop.config import Settings
 from tradeloop.registry import CHAMPION, Registry
-from training.gate import register_and_gate
+from training.gate import GateConfig, register_and_gate
+
+# On this slice both bundles lose to crypto's 10 bps costs (Sharpe about -11 and -12 after costs),
+# and which loses less is decided fold by fold by noise: here the real model wins 1 of 3 folds on
+# Sharpe, while the same code and data passed a Sharpe-gated version of these tests on another
+# machine (a different CPU's floating-point paths train slightly different models). Its edge is
+# clear on the other two metrics (accuracy +0.048 and rank IC +0.087, 3 of 3 folds each), so the
+# tests that need a promotion gate on those; the fold-by-fold rule, the same for every metric, is
+# tested in test_gate_rules.py.
+CLEAR_EDGE = GateConfig(margins={"directional_accuracy": 0.005, "rank_ic": 0.0})
 
 
 def _registry(tmp_path) -> tuple[Settings, Registry]:
@@ -57,7 +66,9 @@ def test_a_real_bundle_replaces_a_shuffled_champion_and_rollback_restores_it(tra
     registry.promote(fake.version, reason="test: serve the control by hand", manual=True)
     assert registry.alias(CHAMPION).version == fake.version
     assert registry.get(fake.version).tags["promoted.manual"] == "true"
-    real, decision = register_and_gate(registry, trained.bundle_dir, trained.report_dir, promote=True)
+    real, decision = register_and_gate(
+        registry, trained.bundle_dir, trained.report_dir, promote=True, config=CLEAR_EDGE
+    )
     assert decision.promote, decision.reason
     assert decision.challenger["directional_accuracy"] >= decision.champion["directional_accuracy"] + 0.005
     assert registry.alias(CHAMPION).version == real.version

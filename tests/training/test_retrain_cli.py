@@ -23,6 +23,7 @@ def test_retrain_promotes_a_better_model_then_keeps_the_champion(crypto_home, sh
     summary = tmp_path / "summary.md"
     runner = CliRunner()
     args = ["--home", str(crypto_home.home), "retrain", "--reason", "drift-detected", "--mlflow-uri", uri]
+    args += ["--gate-metrics", "directional_accuracy,rank_ic"]  # why: CLEAR_EDGE in test_gate.py
     first = runner.invoke(app, [*args, "--summary", str(summary)])
     assert first.exit_code == 0, first.output
     promoted = registry.alias(CHAMPION).version
