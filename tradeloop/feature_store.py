@@ -339,8 +339,13 @@ class OnlineReader:
         self._names = [*spec.FEATURE_NAMES, *spec.METADATA]
         self._redis = store.config.online_store.type == "redis"
         self._redis_keys: dict[str, bytes] = {}
-        if not self._redis:
-            online = self._provider.online_store
+        online = self._provider.online_store
+        if self._redis:
+            self._client = online_wire.read_client(online._get_client(store.config.online_store))
+            f_fields = self._hash_fields(online, self._features, self._names)
+            self._fields = [*f_fields, *self._hash_fields(online, self._window, ["window"])]
+            self._hmget = online_wire.PackedHmget(self._client, self._fields)
+        else:
             self._sqlite = online._get_conn(self._config)
             versioned = self._config.registry.enable_online_feature_view_versioning
             self._sqlite_tables = [
@@ -348,12 +353,6 @@ class OnlineReader:
                 for view in (self._features, self._window)
             ]
             self._entity_keys: dict[str, bytes] = {}
-        if self._redis:
-            online = self._provider.online_store
-            self._client = online_wire.read_client(online._get_client(store.config.online_store))
-            f_fields = self._hash_fields(online, self._features, self._names)
-            self._fields = [*f_fields, *self._hash_fields(online, self._window, ["window"])]
-            self._hmget = online_wire.PackedHmget(self._client, self._fields)
 
     def _hash_fields(self, online: Any, view: FeatureView, names: list[str]) -> list[Any]:
         versioned = redis_store._versioned_fv_name(view, self._config)
@@ -370,28 +369,15 @@ class OnlineReader:
         # text: the column's timestamp converter would parse it again for every feature row.
         keys = [self._sqlite_key(sid) for sid in series_ids]
         features, windows = (self._sqlite_rows(table, keys) for table in self._sqlite_tables)
-        n = len(self._names)
         raws: list[bytes | None] = []
+        window_raws, stamps = [], []
         for key in keys:
-            stored = features.get(key, ({}, None))[0]
-            raws.extend([stored.get(name) for name in self._names])
-        floats = online_wire.float_values(raws)
-        if floats is None:
-            floats = [_proto_float(raw) for raw in raws]
-        rows = []
-        for i, (sid, key) in enumerate(zip(series_ids, keys, strict=True)):
-            f_ts = features[key][1] if key in features else None
-            w_values, w_ts = windows.get(key, (None, None))
-            event_ts, window_ts = _text_ts(f_ts), _text_ts(w_ts)
-            if event_ts is None and window_ts is None:
-                raise UnknownSeries(sid, "no online features; run `tradeloop features materialize`")
-            raw_window = w_values.get("window") if w_values else None
-            window = online_wire.float_list(raw_window)
-            if window is None:
-                window = _proto_window(raw_window)
-            values = dict(zip(self._names, floats[i * n : (i + 1) * n], strict=True))
-            rows.append(OnlineRow(sid, values, window, event_ts, window_ts))
-        return rows
+            values, f_ts = features.get(key, ({}, None))
+            w_values, w_ts = windows.get(key, ({}, None))
+            raws.extend([values.get(name) for name in self._names])
+            window_raws.append(w_values.get("window"))
+            stamps.append((_text_ts(f_ts), _text_ts(w_ts)))
+        return self._decoded(series_ids, raws, window_raws, stamps)
 
     def _sqlite_key(self, series: str) -> bytes:
         key = self._entity_keys.get(series)
@@ -427,19 +413,35 @@ class OnlineReader:
             found = online._generate_redis_keys_for_entities(self._config, [_entity_key(s) for s in missing])
             self._redis_keys.update(zip(missing, found, strict=True))
         replies = self._hmget([self._redis_keys[sid] for sid in series_ids])
-        n = len(self._names)
+        n = len(self._names)  # each reply: the features, their event time, the window, its time
         raws = [raw for reply in replies for raw in reply[:n]]
+        window_raws = [reply[n + 1] for reply in replies]
+        stamps = [(_decode_ts(reply[n]), _decode_ts(reply[n + 2])) for reply in replies]
+        return self._decoded(series_ids, raws, window_raws, stamps)
+
+    def _decoded(
+        self,
+        series_ids: Sequence[str],
+        raws: list[bytes | None],
+        window_raws: list[bytes | None],
+        stamps: list[tuple[datetime | None, datetime | None]],
+    ) -> list[OnlineRow]:
+        """Online rows from each series' serialized feature values (``self._names`` order, series
+        after series), serialized window and (feature, window) event times, as either store holds
+        them; fast paths of :mod:`tradeloop.online_wire`, protobuf for any other form."""
+        n = len(self._names)
         floats = online_wire.float_values(raws)
         if floats is None:  # some value is missing or not a plain float: protobuf decides
             floats = [_proto_float(raw) for raw in raws]
         rows = []
-        for i, (sid, reply) in enumerate(zip(series_ids, replies, strict=True)):
-            event_ts, window_ts = _decode_ts(reply[n]), _decode_ts(reply[n + 2])
+        for i, (sid, raw_window, (event_ts, window_ts)) in enumerate(
+            zip(series_ids, window_raws, stamps, strict=True)
+        ):
             if event_ts is None and window_ts is None:
                 raise UnknownSeries(sid, "no online features; run `tradeloop features materialize`")
-            window = online_wire.float_list(reply[n + 1])
+            window = online_wire.float_list(raw_window)
             if window is None:
-                window = _proto_window(reply[n + 1])
+                window = _proto_window(raw_window)
             values = dict(zip(self._names, floats[i * n : (i + 1) * n], strict=True))
             rows.append(OnlineRow(sid, values, window, event_ts, window_ts))
         return rows
