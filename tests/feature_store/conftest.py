@@ -9,11 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -49,20 +51,28 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server: no persistence, its own dir, loopback only."""
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """(process, URL) of a throwaway redis-server: no persistence, ``workdir``, loopback only."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     require(os.access(binary, os.X_OK), "redis-server binary not found")
-    port, workdir = free_port(), tmp_path_factory.mktemp("redis")
+    port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen([*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc, "redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield proc, f"redis://127.0.0.1:{port}/0"
     finally:
+        proc.send_signal(signal.SIGCONT)  # a test may have stopped it
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server shared by a module's tests."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as (_, url):
+        yield url
 
 
 def _pg_bin() -> Path | None:

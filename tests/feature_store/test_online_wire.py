@@ -9,8 +9,6 @@ through a request and connections the server drops.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,8 +22,7 @@ import redis
 from feast.protos.feast.types.Value_pb2 import DoubleList, FloatList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from tests.conftest import require
-from tests.feature_store.conftest import _wait_for_port, free_port
+from tests.feature_store.conftest import redis_server
 from tradeloop import online_wire
 
 SPECIAL = [0.0, -0.0, 1.0, -1.5, float("inf"), float("-inf"), 3.4028234663852886e38, 1.401298464324817e-45]
@@ -186,18 +183,8 @@ def test_threads_each_get_their_own_replies(client: redis.Redis) -> None:
 @pytest.fixture
 def stoppable_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A redis-server of this test's own, so that it can be stopped (SIGSTOP) like a hung server."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    require(os.access(binary, os.X_OK), "redis-server binary not found")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port, proc, "redis-server")
-        yield proc, f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        proc.wait(timeout=10)
+    with redis_server(tmp_path) as server:
+        yield server
 
 
 def test_a_hung_redis_fails_the_read_instead_of_holding_it(
