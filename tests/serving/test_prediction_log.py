@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from services.predictor.core import Answer
 from services.predictor.predlog import PredictionLog
+from tests.serving.helpers import wait_for
 
 
 def _answer(i: int) -> Answer:
@@ -38,15 +39,6 @@ def _files(root: Path) -> list[Path]:
 def _rows(root: Path) -> list[dict[str, Any]]:
     rows = [row for f in _files(root) for row in pq.read_table(f).to_pylist()]
     return sorted(rows, key=lambda r: r["series_id"])
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_answers_one_at_a_time_are_written_together_not_a_file_each(tmp_path: Path) -> None:
@@ -72,7 +64,7 @@ def test_records_reach_disk_within_the_flush_interval_without_a_close(tmp_path: 
     try:
         for i in range(3):
             log.submit(_answer(i))
-        assert _wait_for(lambda: len(_rows(tmp_path)) == 3)
+        wait_for(lambda: len(_rows(tmp_path)) == 3, timeout=10, what="3 rows on disk")
     finally:
         log.close()
     assert len(_rows(tmp_path)) == 3
